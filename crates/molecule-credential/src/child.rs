@@ -1,0 +1,172 @@
+//! Child processes with a deadline: `git config` for `configure`, `gh auth login` for the
+//! daemon. Every child gets a timeout and is killed when it runs out; its output is capped; its
+//! stderr is only ever shown redacted and shortened.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::error::{Class, Error, Result};
+use crate::logging::redact;
+
+/// Most output kept per stream.
+const MAX_OUTPUT: u64 = 256 * 1024;
+
+/// What a finished child left behind.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output (capped).
+    pub stdout: Vec<u8>,
+    /// Standard error (capped).
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// The last line of stderr, redacted and shortened: what errors may quote.
+    pub fn stderr_excerpt(&self) -> String {
+        excerpt(&self.stderr)
+    }
+}
+
+/// The last non-empty line of `bytes`, redacted, at most 200 characters.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let line: String = line.chars().take(200).collect();
+    redact(&line).into_owned()
+}
+
+/// Runs `command` with `stdin` (the only way a secret may reach a child), waiting at most
+/// `timeout`. The child is killed if it overruns or if this future is dropped.
+pub async fn run(
+    command: impl Into<Command>,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    what: &str,
+) -> Result<Output> {
+    let mut command: Command = command.into();
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        let class = if e.kind() == std::io::ErrorKind::NotFound {
+            Class::NotConfigured
+        } else {
+            Class::LocalConfig
+        };
+        Error::new(class, format!("cannot start {what}: {e}"))
+    })?;
+    let mut input = child.stdin.take();
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let body = async {
+        let feed = async {
+            if let (Some(pipe), Some(bytes)) = (input.as_mut(), stdin) {
+                // A child that exits without reading its input is its own business.
+                let _ = pipe.write_all(bytes).await;
+                let _ = pipe.shutdown().await;
+            }
+            drop(input.take());
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut out_capped = (&mut out).take(MAX_OUTPUT);
+        let mut err_capped = (&mut err).take(MAX_OUTPUT);
+        let read_out = out_capped.read_to_end(&mut stdout);
+        let read_err = err_capped.read_to_end(&mut stderr);
+        let ((), r1, r2) = tokio::join!(feed, read_out, read_err);
+        r1.and(r2)
+            .map_err(|e| Error::new(Class::LocalConfig, format!("reading {what}'s output: {e}")))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::new(Class::LocalConfig, format!("waiting for {what}: {e}")))?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    };
+    match tokio::time::timeout(timeout, body).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            Class::Transient,
+            format!(
+                "{what} did not finish within {}s and was killed",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[tokio::test]
+    async fn feeds_stdin_and_captures_output() {
+        let out = run(
+            sh("read x; echo \"got $x\"; echo oops >&2; exit 3"),
+            Some(b"ghs_abc\n"),
+            Duration::from_secs(5),
+            "sh",
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"got ghs_abc\n");
+        assert_eq!(out.stderr_excerpt(), "oops");
+    }
+
+    #[tokio::test]
+    async fn times_out_and_kills() {
+        let start = std::time::Instant::now();
+        let e = run(sh("sleep 30"), None, Duration::from_millis(200), "sleeper")
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), Class::Transient);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_not_configured() {
+        let e = run(
+            std::process::Command::new("/nonexistent/gh"),
+            None,
+            Duration::from_secs(1),
+            "gh",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.class(), Class::NotConfigured);
+    }
+
+    #[test]
+    fn excerpt_redacts() {
+        assert_eq!(
+            excerpt(b"first\nerror: bad token ghs_abcdef\n\n"),
+            "error: bad token ghs_[REDACTED]"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Command-line flags that override configuration variables, shared by both binaries so a
+//! flag means the same everywhere. Each flag maps to the variable it overrides.
+
+use crate::config::{Overrides, vars};
+
+/// Flags of the same meaning as the environment variables of DESIGN.md; a flag beats its
+/// variable.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ConfigArgs {
+    /// Platform base URL [env: PLATFORM_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub platform_url: Option<String>,
+    /// Workspace ID (selects the workspace route) [env: WORKSPACE_ID]
+    #[arg(long, global = true, value_name = "ID")]
+    pub workspace_id: Option<String>,
+    /// Directory holding .auth_token, the platform bearer [env: CONFIGS_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub configs_dir: Option<String>,
+    /// Organisation ID sent as X-Molecule-Org-Id [env: MOLECULE_ORG_ID]
+    #[arg(long, global = true, value_name = "ID")]
+    pub org_id: Option<String>,
+    /// Token cache directory [env: MOLECULE_TOKEN_CACHE_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<String>,
+    /// Fallback token file [env: MOLECULE_FALLBACK_TOKEN_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub fallback_token_file: Option<String>,
+    /// Comma-separated hosts to answer for [env: MOLECULE_GIT_HOSTS]
+    #[arg(long, global = true, value_name = "HOSTS")]
+    pub hosts: Option<String>,
+    /// Seconds before expiry at which a token is refreshed, not served [env: TOKEN_REFRESH_MARGIN_SEC]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub margin_sec: Option<String>,
+    /// Whole budget of one platform call, in seconds [env: MOLECULE_HTTP_TIMEOUT_SEC]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub http_timeout_sec: Option<String>,
+    /// Log filter, e.g. debug [env: MOLECULE_LOG]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// text or json [env: MOLECULE_LOG_FORMAT]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// platform or github-app [env: MOLECULE_TOKEN_SOURCE]
+    #[arg(long, global = true, value_name = "SOURCE")]
+    pub token_source: Option<String>,
+    /// GitHub App ID [env: MOLECULE_GITHUB_APP_ID]
+    #[arg(long, global = true, value_name = "ID")]
+    pub app_id: Option<String>,
+    /// GitHub App private key (PEM) [env: MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub app_private_key_file: Option<String>,
+    /// Default installation ID [env: MOLECULE_GITHUB_APP_INSTALLATION_ID]
+    #[arg(long, global = true, value_name = "ID")]
+    pub app_installation_id: Option<String>,
+    /// owner=id,owner=id installation map [env: MOLECULE_GITHUB_APP_INSTALLATIONS]
+    #[arg(long, global = true, value_name = "MAP")]
+    pub app_installations: Option<String>,
+    /// GitHub API base URL [env: MOLECULE_GITHUB_API_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub github_api_url: Option<String>,
+}
+
+/// Flags only the daemon has.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ScheduleArgs {
+    /// Refresh interval in seconds [env: TOKEN_REFRESH_INTERVAL_SEC]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub interval_sec: Option<String>,
+    /// Uniform ± jitter in seconds [env: TOKEN_REFRESH_JITTER_SEC]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub jitter_sec: Option<String>,
+    /// First wait when the cache is fresh, in seconds [env: TOKEN_REFRESH_INITIAL_DELAY_SEC]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub initial_delay_sec: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The overrides these flags make. Destructured whole so a new flag cannot be forgotten.
+    pub fn overrides(&self) -> Overrides {
+        let ConfigArgs {
+            platform_url,
+            workspace_id,
+            configs_dir,
+            org_id,
+            cache_dir,
+            fallback_token_file,
+            hosts,
+            margin_sec,
+            http_timeout_sec,
+            log,
+            log_format,
+            token_source,
+            app_id,
+            app_private_key_file,
+            app_installation_id,
+            app_installations,
+            github_api_url,
+        } = self.clone();
+        let mut o = Overrides::default();
+        o.set(vars::PLATFORM_URL, platform_url)
+            .set(vars::WORKSPACE_ID, workspace_id)
+            .set(vars::CONFIGS_DIR, configs_dir)
+            .set(vars::MOLECULE_ORG_ID, org_id)
+            .set(vars::MOLECULE_TOKEN_CACHE_DIR, cache_dir)
+            .set(vars::MOLECULE_FALLBACK_TOKEN_FILE, fallback_token_file)
+            .set(vars::MOLECULE_GIT_HOSTS, hosts)
+            .set(vars::TOKEN_REFRESH_MARGIN_SEC, margin_sec)
+            .set(vars::MOLECULE_HTTP_TIMEOUT_SEC, http_timeout_sec)
+            .set(vars::MOLECULE_LOG, log)
+            .set(vars::MOLECULE_LOG_FORMAT, log_format)
+            .set(vars::MOLECULE_TOKEN_SOURCE, token_source)
+            .set(vars::MOLECULE_GITHUB_APP_ID, app_id)
+            .set(
+                vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE,
+                app_private_key_file,
+            )
+            .set(
+                vars::MOLECULE_GITHUB_APP_INSTALLATION_ID,
+                app_installation_id,
+            )
+            .set(vars::MOLECULE_GITHUB_APP_INSTALLATIONS, app_installations)
+            .set(vars::MOLECULE_GITHUB_API_URL, github_api_url);
+        o
+    }
+}
+
+impl ScheduleArgs {
+    /// Adds the daemon's overrides to `o`.
+    pub fn add_overrides(&self, o: &mut Overrides) {
+        let ScheduleArgs {
+            interval_sec,
+            jitter_sec,
+            initial_delay_sec,
+        } = self.clone();
+        o.set(vars::TOKEN_REFRESH_INTERVAL_SEC, interval_sec)
+            .set(vars::TOKEN_REFRESH_JITTER_SEC, jitter_sec)
+            .set(vars::TOKEN_REFRESH_INITIAL_DELAY_SEC, initial_delay_sec);
+    }
+}

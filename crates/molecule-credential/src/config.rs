@@ -1,0 +1,600 @@
+//! Configuration: every environment variable of DESIGN.md's table, read in one place.
+//!
+//! Precedence is flags, then environment, then defaults; an empty value means unset. A value
+//! that does not parse is reported as a warning naming the variable but never echoing the
+//! value (a misplaced value may be a secret) and the default is used instead. Flags are passed
+//! in as overrides keyed by the variable they replace, so both go through the same parsing.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// Names of the environment variables this project reads. Each is part of the contract.
+pub mod vars {
+    /// Platform base URL.
+    pub const PLATFORM_URL: &str = "PLATFORM_URL";
+    /// Selects the workspace route of the platform endpoint.
+    pub const WORKSPACE_ID: &str = "WORKSPACE_ID";
+    /// Directory holding `.auth_token`, the platform bearer.
+    pub const CONFIGS_DIR: &str = "CONFIGS_DIR";
+    /// Sent as `X-Molecule-Org-Id`.
+    pub const MOLECULE_ORG_ID: &str = "MOLECULE_ORG_ID";
+    /// Cache directory (mode 0700).
+    pub const MOLECULE_TOKEN_CACHE_DIR: &str = "MOLECULE_TOKEN_CACHE_DIR";
+    /// Fallback token file saved by the entrypoint.
+    pub const MOLECULE_FALLBACK_TOKEN_FILE: &str = "MOLECULE_FALLBACK_TOKEN_FILE";
+    /// Comma-separated hosts the helper answers for (https only).
+    pub const MOLECULE_GIT_HOSTS: &str = "MOLECULE_GIT_HOSTS";
+    /// Daemon refresh interval in seconds.
+    pub const TOKEN_REFRESH_INTERVAL_SEC: &str = "TOKEN_REFRESH_INTERVAL_SEC";
+    /// Uniform ± jitter on the interval, in seconds.
+    pub const TOKEN_REFRESH_JITTER_SEC: &str = "TOKEN_REFRESH_JITTER_SEC";
+    /// The daemon's first wait when the cache is already fresh, in seconds.
+    pub const TOKEN_REFRESH_INITIAL_DELAY_SEC: &str = "TOKEN_REFRESH_INITIAL_DELAY_SEC";
+    /// A token this close to expiry is not served and is refreshed, in seconds.
+    pub const TOKEN_REFRESH_MARGIN_SEC: &str = "TOKEN_REFRESH_MARGIN_SEC";
+    /// Whole budget of one platform call, in seconds.
+    pub const MOLECULE_HTTP_TIMEOUT_SEC: &str = "MOLECULE_HTTP_TIMEOUT_SEC";
+    /// Log filter (tracing-subscriber `EnvFilter` syntax).
+    pub const MOLECULE_LOG: &str = "MOLECULE_LOG";
+    /// `text` or `json`.
+    pub const MOLECULE_LOG_FORMAT: &str = "MOLECULE_LOG_FORMAT";
+    /// `platform` or `github-app`.
+    pub const MOLECULE_TOKEN_SOURCE: &str = "MOLECULE_TOKEN_SOURCE";
+    /// GitHub App ID, for the `github-app` source.
+    pub const MOLECULE_GITHUB_APP_ID: &str = "MOLECULE_GITHUB_APP_ID";
+    /// The App's PEM private key file, for the `github-app` source.
+    pub const MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE: &str = "MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE";
+    /// Default installation ID, for the `github-app` source.
+    pub const MOLECULE_GITHUB_APP_INSTALLATION_ID: &str = "MOLECULE_GITHUB_APP_INSTALLATION_ID";
+    /// `owner=id,owner=id` map for owner routing.
+    pub const MOLECULE_GITHUB_APP_INSTALLATIONS: &str = "MOLECULE_GITHUB_APP_INSTALLATIONS";
+    /// GitHub API base URL.
+    pub const MOLECULE_GITHUB_API_URL: &str = "MOLECULE_GITHUB_API_URL";
+    /// Fallback token, first choice.
+    pub const GH_TOKEN: &str = "GH_TOKEN";
+    /// Fallback token, second choice.
+    pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+    /// gh's token variable for enterprise hosts (stripped from gh's environment).
+    pub const GH_ENTERPRISE_TOKEN: &str = "GH_ENTERPRISE_TOKEN";
+    /// gh's other token variable for enterprise hosts (stripped from gh's environment).
+    pub const GITHUB_ENTERPRISE_TOKEN: &str = "GITHUB_ENTERPRISE_TOKEN";
+    /// Home directory, for the default cache directory.
+    pub const HOME: &str = "HOME";
+}
+
+/// Reads one variable from the process environment. The only place that does.
+/// Empty means unset; a value that is not UTF-8 is returned lossily so that parsing rejects it
+/// with a warning instead of silently treating it as unset.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the one place the environment is read"
+)]
+pub fn process_env(name: &str) -> Option<String> {
+    let value: OsString = std::env::var_os(name)?;
+    match value.into_string() {
+        Ok(s) if s.is_empty() => None,
+        Ok(s) => Some(s),
+        Err(raw) => Some(raw.to_string_lossy().into_owned()),
+    }
+}
+
+/// Flag values that override the environment, keyed by the variable they replace.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides(BTreeMap<&'static str, String>);
+
+impl Overrides {
+    /// Records `value` for `var` when the flag was given (and is not empty).
+    pub fn set(&mut self, var: &'static str, value: Option<impl Into<String>>) -> &mut Self {
+        if let Some(v) = value.map(Into::into).filter(|v| !v.is_empty()) {
+            self.0.insert(var, v);
+        }
+        self
+    }
+
+    /// The override for `var`, if a flag gave one.
+    pub fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(String::as_str)
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where tokens come from before the fallback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSourceKind {
+    /// The Molecule platform endpoint.
+    Platform,
+    /// Minted directly from a GitHub App.
+    GithubApp,
+}
+
+/// GitHub App settings, for the `github-app` token source.
+#[derive(Clone, Debug, Default)]
+pub struct GithubAppConfig {
+    /// The App's numeric ID.
+    pub app_id: Option<u64>,
+    /// Path of the App's PEM private key.
+    pub private_key_file: Option<PathBuf>,
+    /// Default installation.
+    pub installation_id: Option<u64>,
+    /// Owner (lower-case) → installation ID.
+    pub installations: BTreeMap<String, u64>,
+    /// API base URL, without a trailing slash.
+    pub api_url: String,
+}
+
+/// The whole configuration, immutable once loaded.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Platform base URL, without a trailing slash.
+    pub platform_url: String,
+    /// Workspace route selector.
+    pub workspace_id: Option<String>,
+    /// Directory holding `.auth_token`.
+    pub configs_dir: PathBuf,
+    /// Organisation header value.
+    pub org_id: Option<String>,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// Fallback token file.
+    pub fallback_token_file: PathBuf,
+    /// Hosts the helper answers for, normalised by [`normalize_host`].
+    pub hosts: Vec<String>,
+    /// Daemon interval.
+    pub refresh_interval: Duration,
+    /// Daemon ± jitter.
+    pub refresh_jitter: Duration,
+    /// Daemon first wait when the cache is fresh.
+    pub initial_delay: Duration,
+    /// Tokens this close to expiry are refreshed and not served.
+    pub margin: Duration,
+    /// Whole budget of one platform call.
+    pub http_timeout: Duration,
+    /// Log filter directives.
+    pub log_filter: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Primary token source.
+    pub token_source: TokenSourceKind,
+    /// GitHub App settings.
+    pub github_app: GithubAppConfig,
+    /// `GH_TOKEN` as the process saw it (fallback source 1).
+    pub gh_token: Option<Secret<String>>,
+    /// `GITHUB_TOKEN` as the process saw it (fallback source 2).
+    pub github_token: Option<Secret<String>>,
+}
+
+/// A loaded configuration and what was wrong with the input.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration, with defaults wherever a value was missing or bad.
+    pub config: Config,
+    /// One line per problem, naming the variable, never its value.
+    pub warnings: Vec<String>,
+}
+
+/// Default platform base URL (the platform's own default).
+pub const DEFAULT_PLATFORM_URL: &str = "http://host.docker.internal:8080";
+/// Default GitHub API base.
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+
+impl Config {
+    /// Loads from the process environment with `overrides` from flags on top.
+    pub fn from_env(overrides: &Overrides) -> Loaded {
+        Self::load(|var| {
+            overrides
+                .get(var)
+                .map(str::to_owned)
+                .or_else(|| process_env(var))
+        })
+    }
+
+    /// Loads from `lookup` (flags already layered over the environment; empty means unset).
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Loaded {
+        let mut p = Parser {
+            lookup: &lookup,
+            warnings: Vec::new(),
+        };
+        let cache_dir = p.path(vars::MOLECULE_TOKEN_CACHE_DIR).unwrap_or_else(|| {
+            let home = lookup(vars::HOME)
+                .map(PathBuf::from)
+                .or_else(dirs::home_dir)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            home.join(".molecule-token-cache")
+        });
+        let fallback_token_file = p
+            .path(vars::MOLECULE_FALLBACK_TOKEN_FILE)
+            .unwrap_or_else(|| cache_dir.join("fallback-token"));
+        let hosts = p.hosts();
+        let config = Config {
+            platform_url: p
+                .url(vars::PLATFORM_URL)
+                .unwrap_or_else(|| DEFAULT_PLATFORM_URL.to_owned()),
+            workspace_id: p.path_segment(vars::WORKSPACE_ID),
+            configs_dir: p
+                .path(vars::CONFIGS_DIR)
+                .unwrap_or_else(|| PathBuf::from("/configs")),
+            org_id: p.header_value(vars::MOLECULE_ORG_ID),
+            cache_dir,
+            fallback_token_file,
+            hosts,
+            refresh_interval: p.seconds(vars::TOKEN_REFRESH_INTERVAL_SEC, 2700, 1..=86_400),
+            refresh_jitter: p.seconds(vars::TOKEN_REFRESH_JITTER_SEC, 120, 0..=3600),
+            initial_delay: p.seconds(vars::TOKEN_REFRESH_INITIAL_DELAY_SEC, 60, 0..=86_400),
+            margin: p.seconds(vars::TOKEN_REFRESH_MARGIN_SEC, 300, 0..=3000),
+            http_timeout: p.seconds(vars::MOLECULE_HTTP_TIMEOUT_SEC, 10, 1..=300),
+            log_filter: lookup(vars::MOLECULE_LOG).unwrap_or_else(|| "info".to_owned()),
+            log_format: match lookup(vars::MOLECULE_LOG_FORMAT).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(_) => {
+                    p.warn(
+                        vars::MOLECULE_LOG_FORMAT,
+                        "is neither text nor json; using text",
+                    );
+                    LogFormat::Text
+                }
+            },
+            token_source: match lookup(vars::MOLECULE_TOKEN_SOURCE).as_deref() {
+                None | Some("platform") => TokenSourceKind::Platform,
+                Some("github-app") => TokenSourceKind::GithubApp,
+                Some(_) => {
+                    p.warn(
+                        vars::MOLECULE_TOKEN_SOURCE,
+                        "is neither platform nor github-app; using platform",
+                    );
+                    TokenSourceKind::Platform
+                }
+            },
+            github_app: GithubAppConfig {
+                app_id: p.number(vars::MOLECULE_GITHUB_APP_ID),
+                private_key_file: p.path(vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE),
+                installation_id: p.number(vars::MOLECULE_GITHUB_APP_INSTALLATION_ID),
+                installations: p.installations(),
+                api_url: p
+                    .url(vars::MOLECULE_GITHUB_API_URL)
+                    .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_owned()),
+            },
+            gh_token: lookup(vars::GH_TOKEN).map(Secret::new),
+            github_token: lookup(vars::GITHUB_TOKEN).map(Secret::new),
+        };
+        Loaded {
+            config,
+            warnings: p.warnings,
+        }
+    }
+
+    /// Whether `host` (as git sent it) is one we answer for: exact, case-insensitive, with the
+    /// default https port folded away.
+    pub fn serves_host(&self, host: &str) -> Option<String> {
+        let host = normalize_host(host)?;
+        self.hosts.contains(&host).then_some(host)
+    }
+}
+
+/// Normalises a host as git sends it (`host` or `host:port`): lower-case, `:443` removed.
+/// Returns `None` for anything that is not a plain host name or address: empty, whitespace,
+/// control characters, `/`, `@`, `%`, `\`, a trailing dot, or a bad port. Matching is exact on the
+/// result, so a host that only looks like a configured one never matches.
+pub fn normalize_host(host: &str) -> Option<String> {
+    let (name, port) = match host.rsplit_once(':') {
+        // An IPv6 literal keeps its colons inside brackets.
+        Some((name, port)) if !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && !name.ends_with('.')
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
+    if !name_ok {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
+    match port {
+        None => Some(name),
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>() {
+                Ok(443) => Some(name),
+                Ok(0) | Err(_) => None,
+                Ok(n) => Some(format!("{name}:{n}")),
+            }
+        }
+        Some(_) => None,
+    }
+}
+
+struct Parser<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    warnings: Vec<String>,
+}
+
+impl Parser<'_> {
+    fn warn(&mut self, var: &str, problem: &str) {
+        self.warnings.push(format!("{var} {problem}"));
+    }
+
+    fn path(&mut self, var: &str) -> Option<PathBuf> {
+        (self.lookup)(var).map(PathBuf::from)
+    }
+
+    fn url(&mut self, var: &str) -> Option<String> {
+        let v = (self.lookup)(var)?;
+        let ok = (v.starts_with("http://") || v.starts_with("https://"))
+            && v.len() > "https://".len()
+            && v.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Some(v.trim_end_matches('/').to_owned())
+        } else {
+            self.warn(var, "is not an http:// or https:// URL; using the default");
+            None
+        }
+    }
+
+    fn path_segment(&mut self, var: &str) -> Option<String> {
+        let v = (self.lookup)(var)?;
+        if v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+            && v != "."
+            && v != ".."
+        {
+            Some(v)
+        } else {
+            self.warn(
+                var,
+                "has characters not allowed in a URL path segment; ignored",
+            );
+            None
+        }
+    }
+
+    fn header_value(&mut self, var: &str) -> Option<String> {
+        let v = (self.lookup)(var)?;
+        if v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            Some(v)
+        } else {
+            self.warn(var, "has characters not allowed in an HTTP header; ignored");
+            None
+        }
+    }
+
+    fn number(&mut self, var: &str) -> Option<u64> {
+        let v = (self.lookup)(var)?;
+        match v.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.warn(var, "is not a whole number; ignored");
+                None
+            }
+        }
+    }
+
+    fn seconds(
+        &mut self,
+        var: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Duration {
+        let secs = match (self.lookup)(var) {
+            None => default,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    self.warn(
+                        var,
+                        &format!(
+                            "is not a whole number of seconds from {} to {}; using {default}",
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                    default
+                }
+            },
+        };
+        Duration::from_secs(secs)
+    }
+
+    fn hosts(&mut self) -> Vec<String> {
+        let raw =
+            (self.lookup)(vars::MOLECULE_GIT_HOSTS).unwrap_or_else(|| "github.com".to_owned());
+        let mut hosts = Vec::new();
+        for (i, item) in raw.split(',').map(str::trim).enumerate() {
+            if item.is_empty() {
+                continue;
+            }
+            match normalize_host(item) {
+                Some(h) if !hosts.contains(&h) => hosts.push(h),
+                Some(_) => {}
+                None => self.warn(
+                    vars::MOLECULE_GIT_HOSTS,
+                    &format!(
+                        "entry {} is not a host name (host or host:port); ignored",
+                        i + 1
+                    ),
+                ),
+            }
+        }
+        hosts
+    }
+
+    fn installations(&mut self) -> BTreeMap<String, u64> {
+        let mut map = BTreeMap::new();
+        let Some(raw) = (self.lookup)(vars::MOLECULE_GITHUB_APP_INSTALLATIONS) else {
+            return map;
+        };
+        for (i, item) in raw.split(',').map(str::trim).enumerate() {
+            if item.is_empty() {
+                continue;
+            }
+            let parsed = item.split_once('=').and_then(|(owner, id)| {
+                let owner = owner.trim();
+                let valid_owner = !owner.is_empty()
+                    && owner
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                Some((owner.to_ascii_lowercase(), id.trim().parse::<u64>().ok()?))
+                    .filter(|_| valid_owner)
+            });
+            match parsed {
+                Some((owner, id)) => {
+                    map.insert(owner, id);
+                }
+                None => self.warn(
+                    vars::MOLECULE_GITHUB_APP_INSTALLATIONS,
+                    &format!("entry {} is not owner=installation-id; ignored", i + 1),
+                ),
+            }
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Loaded {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::load(|k| map.get(k).filter(|v| !v.is_empty()).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_design_table() {
+        let l = load(&[("HOME", "/home/agent")]);
+        let c = l.config;
+        assert!(l.warnings.is_empty());
+        assert_eq!(c.platform_url, "http://host.docker.internal:8080");
+        assert_eq!(c.workspace_id, None);
+        assert_eq!(c.configs_dir, PathBuf::from("/configs"));
+        assert_eq!(
+            c.cache_dir,
+            PathBuf::from("/home/agent/.molecule-token-cache")
+        );
+        assert_eq!(
+            c.fallback_token_file,
+            PathBuf::from("/home/agent/.molecule-token-cache/fallback-token")
+        );
+        assert_eq!(c.hosts, ["github.com"]);
+        assert_eq!(c.refresh_interval, Duration::from_secs(2700));
+        assert_eq!(c.refresh_jitter, Duration::from_secs(120));
+        assert_eq!(c.initial_delay, Duration::from_secs(60));
+        assert_eq!(c.margin, Duration::from_secs(300));
+        assert_eq!(c.http_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.token_source, TokenSourceKind::Platform);
+        assert_eq!(c.github_app.api_url, "https://api.github.com");
+    }
+
+    #[test]
+    fn empty_means_unset() {
+        let c = load(&[("HOME", "/h"), ("PLATFORM_URL", ""), ("WORKSPACE_ID", "")]).config;
+        assert_eq!(c.platform_url, DEFAULT_PLATFORM_URL);
+        assert_eq!(c.workspace_id, None);
+    }
+
+    #[test]
+    fn overrides_beat_the_environment() {
+        let mut o = Overrides::default();
+        o.set(vars::PLATFORM_URL, Some("http://flag:1"));
+        o.set(vars::WORKSPACE_ID, None::<String>);
+        let env: BTreeMap<&str, &str> =
+            [("PLATFORM_URL", "http://env:2"), ("WORKSPACE_ID", "ws")].into();
+        let c = Config::load(|k| {
+            o.get(k)
+                .map(str::to_owned)
+                .or_else(|| env.get(k).map(|v| (*v).to_owned()))
+        })
+        .config;
+        assert_eq!(c.platform_url, "http://flag:1");
+        assert_eq!(c.workspace_id.as_deref(), Some("ws"));
+    }
+
+    #[test]
+    fn bad_values_warn_without_echoing_them() {
+        let secret = "ghs_SECRETVALUE";
+        let l = load(&[
+            ("TOKEN_REFRESH_INTERVAL_SEC", secret),
+            ("PLATFORM_URL", secret),
+            ("MOLECULE_LOG_FORMAT", secret),
+            ("MOLECULE_GIT_HOSTS", "github.com, ghs_SECRET/VALUE"),
+            ("WORKSPACE_ID", "a/b"),
+            (
+                "MOLECULE_GITHUB_APP_INSTALLATIONS",
+                "acme=1,ghs_SECRETVALUE",
+            ),
+        ]);
+        assert_eq!(l.warnings.len(), 6, "{:?}", l.warnings);
+        for w in &l.warnings {
+            assert!(!w.contains("SECRET"), "warning echoed the value: {w}");
+        }
+        assert_eq!(l.config.refresh_interval, Duration::from_secs(2700));
+        assert_eq!(l.config.hosts, ["github.com"]);
+        assert_eq!(l.config.github_app.installations.get("acme"), Some(&1));
+    }
+
+    #[test]
+    fn hosts_are_normalised() {
+        let c = load(&[(
+            "MOLECULE_GIT_HOSTS",
+            " GitHub.com ,ghe.example.com:8443, github.com:443,",
+        )])
+        .config;
+        assert_eq!(c.hosts, ["github.com", "ghe.example.com:8443"]);
+    }
+
+    #[test]
+    fn host_matching_is_exact() {
+        let c = load(&[("MOLECULE_GIT_HOSTS", "github.com,127.0.0.1:8443")]).config;
+        assert_eq!(c.serves_host("GITHUB.COM").as_deref(), Some("github.com"));
+        assert_eq!(
+            c.serves_host("github.com:443").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(
+            c.serves_host("127.0.0.1:8443").as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        for bad in [
+            "github.com.",
+            "github.com.evil.test",
+            "evilgithub.com",
+            "github.com:8443",
+            "127.0.0.1",
+            "user@github.com",
+            "github%2ecom",
+            "",
+            ":443",
+            "github.com:",
+            "github.com:99999",
+            "github.com\n",
+            "xn--github-com",
+        ] {
+            assert_eq!(c.serves_host(bad), None, "{bad:?} must not match");
+        }
+    }
+
+    #[test]
+    fn installations_map() {
+        let c = load(&[("MOLECULE_GITHUB_APP_INSTALLATIONS", "Acme=12, other = 34")]).config;
+        assert_eq!(
+            c.github_app.installations,
+            BTreeMap::from([("acme".to_owned(), 12), ("other".to_owned(), 34)])
+        );
+    }
+}

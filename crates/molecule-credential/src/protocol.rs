@@ -1,0 +1,329 @@
+//! git's credential helper protocol (gitcredentials(7), git-credential(1)): the request git
+//! writes on our stdin and the answer we print.
+//!
+//! Tolerant on the wire, strict inside: unknown keys are ignored as git asks, but a value with
+//! CR or NUL, a line without `=`, non-UTF-8 bytes or an oversized line is a typed error, so a
+//! crafted URL can never smuggle a second `host=` past us (CVE-2020-5260, CVE-2024-52006).
+
+use std::io::{BufRead, Read, Write};
+
+use crate::error::{Class, Error, Result};
+use crate::secret::Secret;
+
+/// Longest accepted line, in bytes. Tokens are ~500 bytes and `wwwauth[]` headers a few KiB;
+/// anything larger is not from git.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Most input accepted in one request.
+pub const MAX_INPUT: usize = 256 * 1024;
+
+/// The operation git asks for (the helper's first argument).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Return a credential.
+    Get,
+    /// A credential worked; helpers may store it.
+    Store,
+    /// A credential was rejected.
+    Erase,
+    /// A future operation: git asks helpers to ignore it silently.
+    Unknown(String),
+}
+
+impl Action {
+    /// Parses the action argument.
+    pub fn parse(arg: &str) -> Self {
+        match arg {
+            "get" => Action::Get,
+            "store" => Action::Store,
+            "erase" => Action::Erase,
+            other => Action::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// What git told us about the credential it needs.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// `protocol=`: `https`, `http`, …
+    pub protocol: Option<String>,
+    /// `host=`: host name, with `:port` when not the default.
+    pub host: Option<String>,
+    /// `path=`: only sent with `credential.useHttpPath`.
+    pub path: Option<String>,
+    /// `username=`.
+    pub username: Option<String>,
+    /// `password=`: sent with `store` and `erase`.
+    pub password: Option<Secret<String>>,
+    /// `capability[]=`: what this git understands (`authtype`, `state`).
+    pub capabilities: Vec<String>,
+}
+
+impl Request {
+    /// Whether git announced `capability[]=NAME`.
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.iter().any(|c| c == name)
+    }
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::new(Class::BadInput, message)
+}
+
+/// Reads one request: `key=value` lines until a blank line or end of input.
+pub fn read_request(input: impl BufRead) -> Result<Request> {
+    let mut input = input.take(MAX_INPUT as u64 + 1);
+    let mut request = Request::default();
+    let mut line = Vec::with_capacity(256);
+    let mut total = 0usize;
+    loop {
+        line.clear();
+        let n = (&mut input)
+            .take(MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| bad(format!("reading credential input: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total > MAX_INPUT {
+            return Err(bad(format!("credential input exceeds {MAX_INPUT} bytes")));
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.len() > MAX_LINE {
+            return Err(bad(format!(
+                "credential input line exceeds {MAX_LINE} bytes"
+            )));
+        }
+        if line.is_empty() {
+            break;
+        }
+        if line.contains(&0) {
+            return Err(bad("credential input contains a NUL byte"));
+        }
+        if line.contains(&b'\r') {
+            return Err(bad("credential input contains a carriage return"));
+        }
+        let text = std::str::from_utf8(&line).map_err(|_| bad("credential input is not UTF-8"))?;
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| bad("credential input line has no '='"))?;
+        if key.is_empty() {
+            return Err(bad("credential input line has an empty key"));
+        }
+        apply(&mut request, key, value)?;
+    }
+    Ok(request)
+}
+
+fn apply(request: &mut Request, key: &str, value: &str) -> Result<()> {
+    let value = || value.to_owned();
+    match key {
+        "protocol" => request.protocol = Some(value()),
+        "host" => request.host = Some(value()),
+        "path" => request.path = Some(value()),
+        "username" => request.username = Some(value()),
+        "password" => request.password = Some(Secret::new(value())),
+        "capability[]" => request.capabilities.push(value()),
+        "url" => apply_url(request, &value())?,
+        // wwwauth[], quit, password_expiry_utc, oauth_refresh_token, authtype, credential,
+        // ephemeral, state[], continue and anything newer: not ours to act on.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `url=` stands for its parts, as git's `credential_from_url` treats it: what was read before
+/// is replaced. The host is kept exactly as written (no percent-decoding), so an encoded host
+/// can never decode into one we serve.
+fn apply_url(request: &mut Request, url: &str) -> Result<()> {
+    let (protocol, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("credential url has no scheme"))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (rest, None),
+    };
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((name, pass)) => (Some(name), Some(pass)),
+            None => (Some(u), None),
+        },
+        None => (None, None),
+    };
+    request.protocol = Some(protocol.to_owned());
+    request.host = Some(host.to_owned());
+    request.path = path
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .filter(|p| !p.is_empty());
+    request.username = username.map(str::to_owned);
+    request.password = password.map(|p| Secret::new(p.to_owned()));
+    Ok(())
+}
+
+/// The credential we hand back to git.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    /// Always `x-access-token` for installation tokens.
+    pub username: &'a str,
+    /// The token.
+    pub password: &'a Secret<String>,
+    /// Unix seconds after which git (and any storage helper) must drop the credential.
+    pub password_expiry_utc: Option<i64>,
+}
+
+/// Writes an answer in one write, so git never reads half of one.
+pub fn write_answer(mut out: impl Write, answer: &Answer<'_>) -> std::io::Result<()> {
+    let Answer {
+        username,
+        password,
+        password_expiry_utc,
+    } = answer;
+    let mut buf = String::with_capacity(64 + password.len());
+    buf.push_str("username=");
+    buf.push_str(username);
+    buf.push_str("\npassword=");
+    buf.push_str(password.expose());
+    buf.push('\n');
+    if let Some(expiry) = password_expiry_utc {
+        buf.push_str("password_expiry_utc=");
+        buf.push_str(&expiry.to_string());
+        buf.push('\n');
+    }
+    out.write_all(buf.as_bytes())?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &[u8]) -> Result<Request> {
+        read_request(input)
+    }
+
+    fn err(input: &[u8]) -> String {
+        let e = parse(input).expect_err("must be rejected");
+        assert_eq!(e.class(), Class::BadInput);
+        e.message().to_owned()
+    }
+
+    #[test]
+    fn reads_git_request() {
+        let r = parse(b"capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\npath=acme/repo.git\nusername=x\npassword=p\nwwwauth[]=Basic realm=\"x\"\n\nignored=after-blank\n").unwrap();
+        assert_eq!(r.protocol.as_deref(), Some("https"));
+        assert_eq!(r.host.as_deref(), Some("github.com"));
+        assert_eq!(r.path.as_deref(), Some("acme/repo.git"));
+        assert_eq!(r.username.as_deref(), Some("x"));
+        assert!(r.password.as_ref().unwrap().eq_str("p"));
+        assert!(r.has_capability("authtype"));
+        assert!(r.has_capability("state"));
+    }
+
+    #[test]
+    fn eof_without_blank_line_ends_the_request() {
+        let r = parse(b"protocol=https\nhost=github.com").unwrap();
+        assert_eq!(r.host.as_deref(), Some("github.com"));
+    }
+
+    #[test]
+    fn values_may_contain_equals() {
+        let r = parse(b"password=a=b==\n").unwrap();
+        assert!(r.password.unwrap().eq_str("a=b=="));
+    }
+
+    #[test]
+    fn url_is_split_and_replaces_earlier_parts() {
+        let r =
+            parse(b"host=evil.test\nurl=https://user:pw@GitHub.com:443/acme/repo.git/\n").unwrap();
+        assert_eq!(r.protocol.as_deref(), Some("https"));
+        assert_eq!(r.host.as_deref(), Some("GitHub.com:443"));
+        assert_eq!(r.path.as_deref(), Some("acme/repo.git"));
+        assert_eq!(r.username.as_deref(), Some("user"));
+        assert!(r.password.unwrap().eq_str("pw"));
+
+        let r = parse(b"url=https://github.com\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some("github.com"));
+        assert_eq!(r.path, None);
+
+        let r = parse(b"url=https:///repo\n").unwrap();
+        assert_eq!(r.host.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn hostile_input_is_a_typed_error() {
+        assert_eq!(
+            err(b"host=github.com\rprotocol=https\n"),
+            "credential input contains a carriage return"
+        );
+        assert_eq!(
+            err(b"host=github.com\r\n"),
+            "credential input contains a carriage return"
+        );
+        assert_eq!(
+            err(b"host=git\0hub.com\n"),
+            "credential input contains a NUL byte"
+        );
+        assert_eq!(
+            err(b"protocol=https\nhostgithub.com\n"),
+            "credential input line has no '='"
+        );
+        assert_eq!(err(b"=x\n"), "credential input line has an empty key");
+        assert_eq!(err(b"host=\xff\n"), "credential input is not UTF-8");
+        assert_eq!(err(b"url=github.com\n"), "credential url has no scheme");
+        let mut big = b"path=".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 1 << 20));
+        assert_eq!(err(&big), "credential input line exceeds 65536 bytes");
+        let many: Vec<u8> = std::iter::repeat_n(
+            &b"capability[]=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"[..],
+            10_000,
+        )
+        .flatten()
+        .copied()
+        .collect();
+        assert_eq!(err(&many), "credential input exceeds 262144 bytes");
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_accepted() {
+        let mut line = b"path=".to_vec();
+        line.extend(std::iter::repeat_n(b'a', MAX_LINE - 5));
+        line.push(b'\n');
+        assert!(parse(&line).is_ok());
+    }
+
+    #[test]
+    fn answer_format() {
+        let token = Secret::new("ghs_x.y-z".to_owned());
+        let mut out = Vec::new();
+        write_answer(
+            &mut out,
+            &Answer {
+                username: "x-access-token",
+                password: &token,
+                password_expiry_utc: Some(1_800_000_000),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "username=x-access-token\npassword=ghs_x.y-z\npassword_expiry_utc=1800000000\n"
+        );
+    }
+
+    #[test]
+    fn actions() {
+        assert_eq!(Action::parse("get"), Action::Get);
+        assert_eq!(Action::parse("store"), Action::Store);
+        assert_eq!(Action::parse("erase"), Action::Erase);
+        assert_eq!(
+            Action::parse("capabilities"),
+            Action::Unknown("capabilities".into())
+        );
+    }
+}

@@ -1,0 +1,826 @@
+//! The token cache on disk: `tokens.json` and the locks beside it (DESIGN.md, "Files in the
+//! cache directory").
+//!
+//! - Readers need no lock: writers replace `tokens.json` by renaming a fsynced temp file over
+//!   it, so a reader sees the old document or the new one, never a torn one.
+//! - `tokens.lock` guards read-modify-write. [`TokensLock`] is the only way to write, and
+//!   [`TokensLock::write`] consumes it: holding the guard is the permission to write.
+//! - Every write is compare-and-swap through [`should_replace`]: a later expiry is never
+//!   overwritten by an earlier one, and a fallback token never replaces a platform token.
+//! - `refresh.lock` makes minting single-flight across processes; `daemon.lock` keeps one
+//!   daemon per directory.
+//! - Like ssh, we refuse a cache directory or file that is a symlink, is not owned by us, or is
+//!   accessible by group or others: a token cache anyone else can read or swap is not a cache.
+//!
+//! This module is the only one that touches `File::lock`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::error::{Class, Error, Result};
+use crate::secret::Secret;
+
+/// The token cache document.
+pub const TOKENS_FILE: &str = "tokens.json";
+/// Guards read-modify-write of [`TOKENS_FILE`].
+pub const TOKENS_LOCK: &str = "tokens.lock";
+/// Single-flight minting.
+pub const REFRESH_LOCK: &str = "refresh.lock";
+/// One daemon per cache directory.
+pub const DAEMON_LOCK: &str = "daemon.lock";
+/// The daemon's last outcome, for `status` and health checks.
+pub const DAEMON_STATUS_FILE: &str = "daemon.status.json";
+/// The version of `tokens.json` this build reads and writes.
+pub const DOCUMENT_VERSION: u32 = 1;
+/// `source` of entries minted by the platform.
+pub const SOURCE_PLATFORM: &str = "platform";
+/// `source` of entries that came from the fallback token.
+pub const SOURCE_FALLBACK: &str = "fallback";
+
+/// Prefix and suffix of temp files, so a crashed writer's leftovers can be recognised.
+const TEMP_PREFIX: &str = ".tmp-";
+const TEMP_SUFFIX: &str = ".partial";
+/// No cache file we write comes near this; a larger one is not ours.
+const MAX_FILE: u64 = 4 * 1024 * 1024;
+
+/// `tokens.json`. Unknown fields are kept on rewrite and otherwise ignored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Document {
+    /// Always [`DOCUMENT_VERSION`].
+    pub version: u32,
+    /// Keyed by lower-case host, with `:port` when not 443.
+    #[serde(default)]
+    pub entries: BTreeMap<String, Entry>,
+    /// Fields a newer writer added.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for Document {
+    fn default() -> Self {
+        Self {
+            version: DOCUMENT_VERSION,
+            entries: BTreeMap::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// One cached token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// The token itself.
+    #[serde(with = "crate::secret::exposed")]
+    pub token: Secret<String>,
+    /// When the token dies (the platform's `expires_at`, or a bounded guess when it gave none).
+    #[serde(with = "crate::clock::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// When we obtained it.
+    #[serde(with = "crate::clock::rfc3339")]
+    pub fetched_at: OffsetDateTime,
+    /// `platform`, `fallback`, or another source's name.
+    pub source: String,
+    /// Set by `erase`: a server rejected this token, so it is never served from the cache again.
+    #[serde(default)]
+    pub suspect: bool,
+    /// Fields a newer writer added.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Entry {
+    /// A new, unsuspected entry.
+    pub fn new(
+        token: Secret<String>,
+        expires_at: OffsetDateTime,
+        fetched_at: OffsetDateTime,
+        source: &str,
+    ) -> Self {
+        Self {
+            token,
+            expires_at,
+            fetched_at,
+            source: source.to_owned(),
+            suspect: false,
+            extra: Map::new(),
+        }
+    }
+
+    /// Whether this entry may be served as fresh at `now`: not suspect, and more than `margin`
+    /// before expiry.
+    pub fn is_fresh(&self, now: OffsetDateTime, margin: Duration) -> bool {
+        !self.suspect && now + margin < self.expires_at
+    }
+
+    /// Whether this entry may still be served in a degraded answer: not suspect, not expired.
+    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
+        !self.suspect && now < self.expires_at
+    }
+}
+
+/// The compare-and-swap rule for offering `new` where `old` is cached.
+///
+/// - Nothing cached: write.
+/// - A fallback token never replaces a token from a real source, and always gives way to one.
+/// - A suspect entry (a server rejected it) gives way to anything else from a real source,
+///   including the same token fetched again, which clears the flag.
+/// - Otherwise the later `expires_at` wins; equal expiry takes the newer fetch.
+pub fn should_replace(old: Option<&Entry>, new: &Entry) -> bool {
+    let Some(old) = old else { return true };
+    match (old.source == SOURCE_FALLBACK, new.source == SOURCE_FALLBACK) {
+        (false, true) => return false,
+        (true, false) => return true,
+        _ => {}
+    }
+    if old.suspect {
+        return true;
+    }
+    new.expires_at >= old.expires_at
+}
+
+/// The effective user ID, for ownership checks.
+#[expect(unsafe_code, reason = "geteuid has no preconditions and cannot fail")]
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, touches no memory we own and always succeeds.
+    unsafe { libc::geteuid() }
+}
+
+fn local(doing: &str, path: &Path, err: &io::Error) -> Error {
+    Error::io(Class::LocalConfig, doing, path, err)
+}
+
+/// Refuses metadata that is not ours alone (ssh's rule): wrong owner, or any group/other bit.
+fn check_private(path: &Path, meta: &fs::Metadata, what: &str, uid: u32) -> Result<()> {
+    if meta.uid() != uid {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{what} {} is owned by uid {}, not by the current user (uid {uid}); refusing to use it",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let want = if meta.is_dir() { "700" } else { "600" };
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{what} {} is accessible by group or others (mode {mode:03o}); run chmod {want} on it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a file we own for reading without following symlinks and checks it is private.
+/// `Ok(None)` when it does not exist.
+pub fn open_private_file(path: &Path) -> Result<Option<File>> {
+    open_private(path, OpenOptions::new().read(true), current_uid())
+}
+
+fn open_private(path: &Path, options: &mut OpenOptions, uid: u32) -> Result<Option<File>> {
+    let file = match options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!("{} is a symlink; refusing to follow it", path.display()),
+            ));
+        }
+        Err(e) => return Err(local("opening", path, &e)),
+    };
+    let meta = file.metadata().map_err(|e| local("inspecting", path, &e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    check_private(path, &meta, "file", uid)?;
+    Ok(Some(file))
+}
+
+/// Reads a whole private file (at most a few MiB). `Ok(None)` when it does not exist.
+pub fn read_private_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_private_file(path)? else {
+        return Ok(None);
+    };
+    read_capped(file, path).map(Some)
+}
+
+fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(2048);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| local("reading", path, &e))?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!("{} is larger than {MAX_FILE} bytes", path.display()),
+        ));
+    }
+    Ok(buf)
+}
+
+/// A checked cache directory.
+#[derive(Clone, Debug)]
+pub struct CacheDir {
+    path: PathBuf,
+    uid: u32,
+}
+
+impl CacheDir {
+    /// Opens `path`, creating it with mode 0700 when missing (whatever the umask), and refuses
+    /// it when it is a symlink, not a directory, not ours, or group/world accessible.
+    pub fn open(path: &Path) -> Result<Self> {
+        let uid = current_uid();
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Self::create(path)?;
+                fs::symlink_metadata(path).map_err(|e| local("inspecting", path, &e))?
+            }
+            Err(e) => return Err(local("inspecting", path, &e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!(
+                    "cache directory {} is a symlink; refusing to follow it",
+                    path.display()
+                ),
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!("cache directory {} is not a directory", path.display()),
+            ));
+        }
+        check_private(path, &meta, "cache directory", uid)?;
+        Ok(Self {
+            path: path.to_owned(),
+            uid,
+        })
+    }
+
+    /// Like [`CacheDir::open`] but never creates: `Ok(None)` when the directory is missing
+    /// (for commands that only report).
+    pub fn open_existing(path: &Path) -> Result<Option<Self>> {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            _ => Self::open(path).map(Some),
+        }
+    }
+
+    fn create(path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| local("creating", parent, &e))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            // Another process created it meanwhile: its checks apply below.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(local("creating", path, &e)),
+        }
+        // The umask may have taken owner bits away; 0700 is what we promise.
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| local("setting mode 0700 on", path, &e))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Reads `tokens.json` without a lock. A missing file is an empty document; a corrupt,
+    /// insecure or future-version one is an error (never silently replaced).
+    pub fn read(&self) -> Result<Document> {
+        let path = self.file(TOKENS_FILE);
+        let Some(file) = open_private(&path, OpenOptions::new().read(true), self.uid)? else {
+            return Ok(Document::default());
+        };
+        let bytes = read_capped(file, &path)?;
+        parse_document(&bytes, &path)
+    }
+
+    /// The entry for `key`, if any.
+    pub fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        Ok(self.read()?.entries.remove(key))
+    }
+
+    /// Takes `tokens.lock` for a read-modify-write. Held for microseconds: never across a
+    /// network call.
+    pub fn lock_tokens(&self) -> Result<TokensLock<'_>> {
+        let file = self.lock_file(TOKENS_LOCK)?;
+        let path = self.file(TOKENS_LOCK);
+        file.lock().map_err(|e| local("locking", &path, &e))?;
+        Ok(TokensLock {
+            dir: self,
+            _lock: file,
+        })
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File> {
+        let path = self.file(name);
+        let rw = open_private(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600),
+            self.uid,
+        );
+        match rw {
+            Ok(Some(f)) => Ok(f),
+            // A read-only directory still lets us lock an existing lock file.
+            Err(e) => match open_private(&path, OpenOptions::new().read(true), self.uid) {
+                Ok(Some(f)) => Ok(f),
+                _ => Err(e),
+            },
+            Ok(None) => Err(Error::new(
+                Class::LocalConfig,
+                format!("{} vanished while opening it", path.display()),
+            )),
+        }
+    }
+
+    /// Offers `entry` for `key` under the compare-and-swap rule of [`should_replace`].
+    /// Returns the entry the cache holds afterwards and whether it is the one offered.
+    pub fn offer(&self, key: &str, entry: Entry) -> Result<(Entry, bool)> {
+        let lock = self.lock_tokens()?;
+        let mut doc = lock.read()?;
+        let old = doc.entries.get(key);
+        if !should_replace(old, &entry) {
+            let kept = old
+                .cloned()
+                .expect("should_replace only refuses when an entry exists");
+            return Ok((kept, false));
+        }
+        doc.entries.insert(key.to_owned(), entry.clone());
+        lock.write(&doc)?;
+        Ok((entry, true))
+    }
+
+    /// `erase`: marks the entry for `key` suspect when its token equals `password`.
+    /// Returns whether anything changed; any other password leaves the file untouched.
+    pub fn mark_suspect(&self, key: &str, password: &Secret<String>) -> Result<bool> {
+        // Cheap check first, without the lock: most erases are for tokens we do not hold.
+        match self.entry(key)? {
+            Some(e) if !e.suspect && e.token == *password => {}
+            _ => return Ok(false),
+        }
+        let lock = self.lock_tokens()?;
+        let mut doc = lock.read()?;
+        match doc.entries.get_mut(key) {
+            Some(e) if !e.suspect && e.token == *password => e.suspect = true,
+            _ => return Ok(false),
+        }
+        lock.write(&doc)?;
+        Ok(true)
+    }
+
+    /// Takes `refresh.lock`, waiting at most `wait`. `Ok(None)` when the wait ran out.
+    ///
+    /// The wait blocks in the kernel (so the waiter wakes the moment the holder is done, with
+    /// no polling) on a helper thread; if we give up first, the thread's eventual lock is
+    /// dropped at once because nobody receives it.
+    pub fn refresh_lock(&self, wait: Duration) -> Result<Option<RefreshLock>> {
+        let file = self.lock_file(REFRESH_LOCK)?;
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(RefreshLock { _lock: file })),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(local("locking", &self.file(REFRESH_LOCK), &e));
+            }
+        }
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        let (tx, rx) = mpsc::sync_channel::<io::Result<File>>(1);
+        std::thread::Builder::new()
+            .name("refresh-lock-wait".into())
+            .spawn(move || {
+                let result = file.lock().map(|()| file);
+                // A closed channel means the waiter gave up: dropping the file unlocks it.
+                let _ = tx.send(result);
+            })
+            .map_err(|e| local("waiting for", &self.file(REFRESH_LOCK), &e))?;
+        match rx.recv_timeout(wait) {
+            Ok(Ok(file)) => Ok(Some(RefreshLock { _lock: file })),
+            Ok(Err(e)) => Err(local("locking", &self.file(REFRESH_LOCK), &e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Takes `daemon.lock` without waiting. `Ok(None)` when another daemon holds it.
+    pub fn try_daemon_lock(&self) -> Result<Option<DaemonLock>> {
+        let file = self.lock_file(DAEMON_LOCK)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(DaemonLock { _lock: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(local("locking", &self.file(DAEMON_LOCK), &e)),
+        }
+    }
+
+    /// Reads a private file of the cache directory by name. `Ok(None)` when missing.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.file(name);
+        match open_private(&path, OpenOptions::new().read(true), self.uid)? {
+            Some(f) => read_capped(f, &path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Atomically replaces a file of the cache directory that needs no lock (only the daemon
+    /// writes it, under `daemon.lock`).
+    pub fn write_file(&self, name: &str, bytes: &[u8], _daemon: &DaemonLock) -> Result<()> {
+        self.replace(name, bytes)
+    }
+
+    /// Writes `bytes` to a 0600 temp file in the directory, fsyncs it, renames it over `name`
+    /// and fsyncs the directory, so the rename itself survives a crash.
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let target = self.file(name);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&self.path)
+            .map_err(|e| local("creating a temp file in", &self.path, &e))?;
+        tmp.write_all(bytes)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| local("writing", tmp.path(), &e))?;
+        tmp.persist(&target)
+            .map_err(|e| local("renaming a temp file over", &target, &e.error))?;
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| local("syncing", &self.path, &e))
+    }
+
+    /// Removes temp files a killed writer left behind (older than `age`, so a live writer's
+    /// file is never touched). Returns how many were removed.
+    pub fn remove_stale_temp_files(&self, age: Duration) -> usize {
+        let Ok(dir) = fs::read_dir(&self.path) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        dir.flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+            })
+            .filter(|e| {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| now.duration_since(m).unwrap_or_default() >= age)
+            })
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+}
+
+fn parse_document(bytes: &[u8], path: &Path) -> Result<Document> {
+    // serde_json's messages can quote the offending value, which may be a token: report only
+    // the position.
+    let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            Class::LocalConfig,
+            format!(
+                "{} is not a valid token cache ({:?} error at line {}, column {}); remove it to start over",
+                path.display(),
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    if doc.version != DOCUMENT_VERSION {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{} has version {}; this build understands version {DOCUMENT_VERSION}",
+                path.display(),
+                doc.version
+            ),
+        ));
+    }
+    Ok(doc)
+}
+
+/// Permission to read-modify-write `tokens.json`. Dropping it unlocks.
+#[derive(Debug)]
+pub struct TokensLock<'a> {
+    dir: &'a CacheDir,
+    _lock: File,
+}
+
+impl TokensLock<'_> {
+    /// Reads the document under the lock.
+    pub fn read(&self) -> Result<Document> {
+        self.dir.read()
+    }
+
+    /// Replaces the document atomically and releases the lock.
+    pub fn write(self, doc: &Document) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| {
+            Error::new(
+                Class::LocalConfig,
+                format!("serialising the token cache: {}", e.classify() as u8),
+            )
+        })?;
+        bytes.push(b'\n');
+        self.dir.replace(TOKENS_FILE, &bytes)
+    }
+}
+
+/// Held while minting; dropping it lets the next minter in.
+#[derive(Debug)]
+pub struct RefreshLock {
+    _lock: File,
+}
+
+/// Held for the daemon's whole life.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _lock: File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_rfc3339;
+
+    fn t(s: &str) -> OffsetDateTime {
+        parse_rfc3339(s).unwrap()
+    }
+
+    fn entry(token: &str, expires: &str, source: &str) -> Entry {
+        Entry::new(
+            Secret::new(token.to_owned()),
+            t(expires),
+            t("2026-11-22T18:00:00Z"),
+            source,
+        )
+    }
+
+    fn private_dir() -> (tempfile::TempDir, CacheDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(&tmp.path().join("cache")).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn cas_rule() {
+        let old = entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM);
+        assert!(should_replace(None, &old));
+        assert!(should_replace(
+            Some(&old),
+            &entry("b", "2026-11-22T19:30:00Z", SOURCE_PLATFORM)
+        ));
+        assert!(should_replace(
+            Some(&old),
+            &entry("b", "2026-11-22T19:00:00Z", SOURCE_PLATFORM)
+        ));
+        assert!(!should_replace(
+            Some(&old),
+            &entry("b", "2026-11-22T18:59:59Z", SOURCE_PLATFORM)
+        ));
+        assert!(!should_replace(
+            Some(&old),
+            &entry("f", "2099-01-01T00:00:00Z", SOURCE_FALLBACK)
+        ));
+        let mut suspect = old.clone();
+        suspect.suspect = true;
+        assert!(should_replace(
+            Some(&suspect),
+            &entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM)
+        ));
+        assert!(should_replace(
+            Some(&suspect),
+            &entry("b", "2026-11-22T18:00:00Z", SOURCE_PLATFORM)
+        ));
+        assert!(!should_replace(
+            Some(&suspect),
+            &entry("f", "2099-01-01T00:00:00Z", SOURCE_FALLBACK)
+        ));
+        let fb = entry("f", "2026-11-22T19:00:00Z", SOURCE_FALLBACK);
+        assert!(should_replace(
+            Some(&fb),
+            &entry("a", "2026-11-22T18:30:00Z", SOURCE_PLATFORM)
+        ));
+        assert!(should_replace(
+            Some(&fb),
+            &entry("a", "2026-11-22T19:30:00Z", SOURCE_PLATFORM)
+        ));
+    }
+
+    #[test]
+    fn freshness() {
+        let e = entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM);
+        let margin = Duration::from_secs(300);
+        assert!(e.is_fresh(t("2026-11-22T18:54:59Z"), margin));
+        assert!(!e.is_fresh(t("2026-11-22T18:55:00Z"), margin));
+        assert!(e.is_usable(t("2026-11-22T18:59:59Z")));
+        assert!(!e.is_usable(t("2026-11-22T19:00:00Z")));
+        let mut s = e.clone();
+        s.suspect = true;
+        assert!(!s.is_fresh(t("2026-11-22T18:00:00Z"), margin));
+        assert!(!s.is_usable(t("2026-11-22T18:00:00Z")));
+    }
+
+    #[test]
+    fn creates_a_private_directory_whatever_the_umask() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a/b/cache");
+        let dir = CacheDir::open(&path).unwrap();
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_fields() {
+        let (_tmp, dir) = private_dir();
+        let raw = r#"{"version":1,"future":{"x":1},"entries":{"github.com":{"token":"ghs_a","expires_at":"2026-11-22T20:00:00+01:00","fetched_at":"2026-11-22T18:00:00.5Z","source":"platform","suspect":false,"owner_hint":"acme"}}}"#;
+        fs::write(dir.path().join(TOKENS_FILE), raw).unwrap();
+        fs::set_permissions(
+            dir.path().join(TOKENS_FILE),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let doc = dir.read().unwrap();
+        assert_eq!(
+            doc.entries["github.com"].expires_at,
+            t("2026-11-22T19:00:00Z")
+        );
+        dir.offer("other", entry("b", "2026-11-22T19:00:00Z", SOURCE_PLATFORM))
+            .unwrap();
+        let text = fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["future"]["x"], 1);
+        assert_eq!(v["entries"]["github.com"]["owner_hint"], "acme");
+        assert_eq!(
+            v["entries"]["github.com"]["expires_at"],
+            "2026-11-22T19:00:00Z"
+        );
+        assert_eq!(v["entries"]["other"]["suspect"], false);
+        let mode = fs::metadata(dir.path().join(TOKENS_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn offer_keeps_the_later_expiry() {
+        let (_tmp, dir) = private_dir();
+        let (_, wrote) = dir
+            .offer("h", entry("late", "2026-11-22T19:30:00Z", SOURCE_PLATFORM))
+            .unwrap();
+        assert!(wrote);
+        let (held, wrote) = dir
+            .offer("h", entry("early", "2026-11-22T19:00:00Z", SOURCE_PLATFORM))
+            .unwrap();
+        assert!(!wrote);
+        assert!(held.token.eq_str("late"));
+        assert!(dir.entry("h").unwrap().unwrap().token.eq_str("late"));
+    }
+
+    #[test]
+    fn erase_marks_only_the_matching_token() {
+        let (_tmp, dir) = private_dir();
+        dir.offer("h", entry("tok", "2026-11-22T19:30:00Z", SOURCE_PLATFORM))
+            .unwrap();
+        let before = fs::read(dir.path().join(TOKENS_FILE)).unwrap();
+        assert!(!dir.mark_suspect("h", &Secret::new("other".into())).unwrap());
+        assert!(
+            !dir.mark_suspect("nohost", &Secret::new("tok".into()))
+                .unwrap()
+        );
+        assert_eq!(fs::read(dir.path().join(TOKENS_FILE)).unwrap(), before);
+        assert!(dir.mark_suspect("h", &Secret::new("tok".into())).unwrap());
+        assert!(dir.entry("h").unwrap().unwrap().suspect);
+        // The same token fetched again clears the flag.
+        let (_, wrote) = dir
+            .offer("h", entry("tok", "2026-11-22T19:30:00Z", SOURCE_PLATFORM))
+            .unwrap();
+        assert!(wrote);
+        assert!(!dir.entry("h").unwrap().unwrap().suspect);
+    }
+
+    #[test]
+    fn refuses_insecure_directories_and_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = tmp.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        let e = CacheDir::open(&open).unwrap_err();
+        assert_eq!(e.class(), Class::LocalConfig);
+        assert!(e.message().contains("mode 755"), "{e}");
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path().join("target"), &link).unwrap();
+        fs::create_dir(tmp.path().join("target")).unwrap();
+        fs::set_permissions(tmp.path().join("target"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(
+            CacheDir::open(&link)
+                .unwrap_err()
+                .message()
+                .contains("symlink")
+        );
+
+        let (_tmp, dir) = private_dir();
+        let file = dir.path().join(TOKENS_FILE);
+        fs::write(&file, r#"{"version":1,"entries":{}}"#).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(dir.read().unwrap_err().message().contains("mode 644"));
+        fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &file).unwrap();
+        assert!(dir.read().unwrap_err().message().contains("symlink"));
+    }
+
+    #[test]
+    fn corrupt_or_future_documents_are_errors_without_content() {
+        let (_tmp, dir) = private_dir();
+        let file = dir.path().join(TOKENS_FILE);
+        for (raw, want) in [
+            (r#"{"version":"ghs_SECRET"}"#, "not a valid token cache"),
+            ("{not json", "not a valid token cache"),
+            (r#"{"version":2,"entries":{}}"#, "has version 2"),
+        ] {
+            fs::write(&file, raw).unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+            let e = dir.read().unwrap_err();
+            assert!(e.message().contains(want), "{e}");
+            assert!(!e.message().contains("SECRET"), "{e}");
+        }
+    }
+
+    #[test]
+    fn refresh_lock_is_exclusive_and_bounded() {
+        let (_tmp, dir) = private_dir();
+        let held = dir
+            .refresh_lock(Duration::ZERO)
+            .unwrap()
+            .expect("free lock");
+        let start = std::time::Instant::now();
+        assert!(
+            dir.refresh_lock(Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+        );
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        let dir2 = dir.clone();
+        let waiter = std::thread::spawn(move || {
+            dir2.refresh_lock(Duration::from_secs(5)).unwrap().is_some()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        assert!(waiter.join().unwrap());
+        // The abandoned waiter from the timed-out call must not keep the lock.
+        assert!(dir.refresh_lock(Duration::from_secs(2)).unwrap().is_some());
+    }
+
+    #[test]
+    fn daemon_lock_is_exclusive() {
+        let (_tmp, dir) = private_dir();
+        let first = dir.try_daemon_lock().unwrap();
+        assert!(first.is_some());
+        assert!(dir.try_daemon_lock().unwrap().is_none());
+        drop(first);
+        assert!(dir.try_daemon_lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed() {
+        let (_tmp, dir) = private_dir();
+        let stale = dir.path().join(".tmp-abc.partial");
+        fs::write(&stale, "x").unwrap();
+        assert_eq!(dir.remove_stale_temp_files(Duration::from_secs(3600)), 0);
+        assert_eq!(dir.remove_stale_temp_files(Duration::ZERO), 1);
+        assert!(!stale.exists());
+    }
+}
