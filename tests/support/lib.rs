@@ -1,0 +1,28 @@
+//! Test support for the molecule workspace: local stand-ins for the three peers the
+//! credential helper talks to, run against real `git` and real `gh`.
+//!
+//! - [`tls`]: a throw-away CA and server certificate, so real clients verify TLS.
+//! - [`authority`]: which tokens are valid right now, shared by every stand-in.
+//! - [`git_server`]: HTTPS smart-HTTP git backed by the real `git http-backend`.
+//! - [`ghe`]: a GitHub Enterprise API stand-in, enough for `gh auth login` and `gh api`.
+//! - [`platform`]: the token platform that mints installation tokens, with fault injection.
+//! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
+//! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
+//!
+//! Every server runs on its own thread with its own tokio runtime, so plain synchronous
+//! `#[test]`s can use them, and stops (and joins) when dropped.
+
+pub mod authority;
+pub mod ghe;
+pub mod git_server;
+pub mod gitcmd;
+pub mod netns;
+pub mod platform;
+mod server;
+pub mod tls;
+
+pub use authority::{Issued, TokenAuthority};
+pub use ghe::GheServer;
+pub use git_server::{GitServer, init_bare_repo};
+pub use platform::{Fault, PlatformOptions, PlatformStandIn};
+pub use tls::TestCa;
