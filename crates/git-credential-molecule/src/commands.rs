@@ -1,0 +1,147 @@
+//! Commands for people and scripts: `refresh`, `token`, `exec`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+
+use molecule_credential::clock::{Clock, SystemClock, format_rfc3339};
+use molecule_credential::config::{Config, normalize_host, vars};
+use molecule_credential::sources::{Broker, Refreshed, mint_blocking, source_name};
+use molecule_credential::store::CacheDir;
+use molecule_credential::{Class, Error};
+
+use crate::helper::{Token, obtain};
+use crate::{report_error, write_error};
+
+/// `--host` for commands that serve one host.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+/// `exec` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// The configured host `requested` names, or the first configured host.
+pub fn pick_host(config: &Config, requested: Option<&str>) -> Result<String, Error> {
+    match requested {
+        Some(h) => normalize_host(h)
+            .filter(|h| config.hosts.contains(h))
+            .ok_or_else(|| {
+                Error::new(
+                    Class::LocalConfig,
+                    format!("--host {h:?} is not one of MOLECULE_GIT_HOSTS"),
+                )
+            }),
+        None => config
+            .hosts
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::new(Class::LocalConfig, "MOLECULE_GIT_HOSTS is empty")),
+    }
+}
+
+/// Human form of a duration in seconds: `54m12s`.
+pub fn human_secs(secs: i64) -> String {
+    let (sign, s) = if secs < 0 { ("-", -secs) } else { ("", secs) };
+    match s {
+        0..60 => format!("{sign}{s}s"),
+        60..3600 => format!("{sign}{}m{:02}s", s / 60, s % 60),
+        _ => format!("{sign}{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `refresh`: mint now for every host, whatever the cache holds. Exits with the class of the
+/// first failed fetch: a fallback token does not make this succeed.
+pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
+    let cache = CacheDir::open(&config.cache_dir)?;
+    let clock = SystemClock;
+    let broker = Broker::new(config, &cache, &clock);
+    let mut code = 0;
+    for host in &config.hosts {
+        match broker.refresh(host, source_name(config), None, || {
+            mint_blocking(config, &clock)
+        }) {
+            Ok(Refreshed::Minted {
+                entry,
+                written,
+                status,
+                expiry_known,
+            }) => {
+                let left = (entry.expires_at - clock.now()).whole_seconds();
+                let note = match (written, expiry_known) {
+                    (false, _) => "; a token with a later expiry was already cached",
+                    (true, false) => "; no expiry given, cached for 10 minutes",
+                    (true, true) => "",
+                };
+                writeln!(
+                    out,
+                    "{host}: ok (http {status}), token expires {} (in {}){note}",
+                    format_rfc3339(entry.expires_at),
+                    human_secs(left)
+                )
+                .map_err(|e| write_error(&e))?;
+            }
+            Ok(Refreshed::AlreadyFresh(_)) => {}
+            Err(e) => {
+                report_error(&Error::new(e.class(), format!("{host}: {e}")));
+                if code == 0 {
+                    code = e.class().exit_code();
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `token`: print a valid token for scripts (whole source order; exit 69 only when every
+/// source failed).
+pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u8, Error> {
+    let host = pick_host(config, args.host.as_deref())?;
+    let Token { token, .. } = obtain(config, &host)?;
+    writeln!(out, "{}", token.expose()).map_err(|e| write_error(&e))?;
+    Ok(0)
+}
+
+/// `exec`: replace this process with `CMD`, with `GH_TOKEN` and `GITHUB_TOKEN` (and, for a host
+/// other than github.com, gh's enterprise variables) set to a fresh token. The token goes into
+/// the environment, never into argv.
+pub fn exec(config: &Config, args: &ExecArgs) -> Result<u8, Error> {
+    let host = pick_host(config, args.host.as_deref())?;
+    let Token { token, .. } = obtain(config, &host)?;
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest)
+        .env(vars::GH_TOKEN, token.expose())
+        .env(vars::GITHUB_TOKEN, token.expose());
+    if host != "github.com" {
+        cmd.env(vars::GH_ENTERPRISE_TOKEN, token.expose())
+            .env(vars::GITHUB_ENTERPRISE_TOKEN, token.expose());
+    }
+    let e = cmd.exec();
+    report_error(&Error::new(
+        Class::LocalConfig,
+        format!("cannot run {}: {e}", program.to_string_lossy()),
+    ));
+    // The shell's conventions: 127 not found, 126 found but not runnable.
+    Ok(if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}

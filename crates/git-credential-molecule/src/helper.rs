@@ -1,0 +1,143 @@
+//! The git protocol actions: `get`, `store`, `erase` (DESIGN.md, "The credential protocol").
+
+use molecule_credential::clock::{Clock, SystemClock};
+use molecule_credential::config::Config;
+use molecule_credential::protocol::{Answer, Request, read_request, write_answer};
+use molecule_credential::sources::{Broker, Served, mint_blocking, source_name};
+use molecule_credential::store::{CacheDir, Entry};
+use molecule_credential::{Error, Secret};
+use std::io::{BufRead, Write};
+use time::OffsetDateTime;
+
+use crate::write_error;
+
+/// The username installation tokens go with.
+pub const USERNAME: &str = "x-access-token";
+
+/// The cache key for a request we answer: `Some` only for `protocol=https` and a configured
+/// host (exact, case-insensitive).
+pub fn cache_key(config: &Config, request: &Request) -> Option<String> {
+    if request.protocol.as_deref() != Some("https") {
+        return None;
+    }
+    config.serves_host(request.host.as_deref()?)
+}
+
+/// A token ready to hand out, with the expiry git should be told.
+#[derive(Debug)]
+pub struct Token {
+    /// The token.
+    pub token: Secret<String>,
+    /// `password_expiry_utc`: expiry minus margin when fresh, the real expiry when degraded,
+    /// `None` for the fallback (unknown).
+    pub expiry: Option<OffsetDateTime>,
+}
+
+impl Token {
+    /// A fresh token: git is told to drop it `margin` before it dies, so neither git nor any
+    /// storage helper replays it past that point.
+    fn fresh(entry: Entry, config: &Config) -> Self {
+        Self {
+            expiry: Some(entry.expires_at - config.margin),
+            token: entry.token,
+        }
+    }
+}
+
+/// Runs the whole source order for `key` and says on stderr when the answer is degraded or
+/// the fallback.
+pub fn obtain(config: &Config, key: &str) -> Result<Token, Error> {
+    let cache = CacheDir::open(&config.cache_dir)?;
+    let clock = SystemClock;
+    let broker = Broker::new(config, &cache, &clock);
+    let served = broker.obtain(key, source_name(config), || mint_blocking(config, &clock))?;
+    Ok(match served {
+        Served::Fresh(entry) => Token::fresh(entry, config),
+        Served::Degraded { entry, cause } => {
+            let left = (entry.expires_at - clock.now()).whole_seconds().max(0);
+            match cause {
+                Some(cause) => tracing::warn!(
+                    host = %key,
+                    "serving a token that expires in {left}s because the refresh failed: {cause}"
+                ),
+                None => tracing::debug!(
+                    host = %key,
+                    "serving a token that expires in {left}s while another process refreshes"
+                ),
+            }
+            // The real expiry, so git drops it the moment it dies.
+            Token {
+                expiry: Some(entry.expires_at),
+                token: entry.token,
+            }
+        }
+        Served::Fallback { fallback, cause } => {
+            tracing::warn!(
+                host = %key,
+                class = %cause.class(),
+                "the token source failed ({cause}); serving the fallback token from {}",
+                fallback.origin
+            );
+            Token {
+                token: fallback.token,
+                expiry: None,
+            }
+        }
+    })
+}
+
+/// `get`: answer from the cache, minting on a miss; print nothing for requests not ours.
+///
+/// The hot path is the first few lines: parse, match the host, read `tokens.json`, answer.
+/// Only when that cannot answer does it call `start_logging` and run the source order.
+pub fn get(
+    config: &Config,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    start_logging: &dyn Fn(),
+) -> Result<(), Error> {
+    let request = read_request(input)?;
+    let Some(key) = cache_key(config, &request) else {
+        return Ok(());
+    };
+    let cache = CacheDir::open(&config.cache_dir)?;
+    let now = SystemClock.now();
+    let token = match cache.entry(&key)? {
+        Some(entry) if entry.is_fresh(now, config.margin) => Token::fresh(entry, config),
+        _ => {
+            start_logging();
+            obtain(config, &key)?
+        }
+    };
+    let Token { token, expiry } = token;
+    write_answer(
+        out,
+        &Answer {
+            username: USERNAME,
+            password: &token,
+            password_expiry_utc: expiry.map(OffsetDateTime::unix_timestamp),
+        },
+    )
+    .map_err(|e| write_error(&e))
+}
+
+/// `store`: the cache is ours and only holds what a source minted, so there is nothing to
+/// store; the input is still checked so bad input is reported the same way for every action.
+pub fn store(input: &mut dyn BufRead) -> Result<(), Error> {
+    read_request(input).map(drop)
+}
+
+/// `erase`: a server rejected a credential. If it is the token we cache for that host, mark it
+/// suspect so it is never served from the cache again; any other password changes nothing.
+pub fn erase(config: &Config, input: &mut dyn BufRead) -> Result<(), Error> {
+    let request = read_request(input)?;
+    let (Some(key), Some(password)) = (cache_key(config, &request), request.password.as_ref())
+    else {
+        return Ok(());
+    };
+    let cache = CacheDir::open(&config.cache_dir)?;
+    if cache.mark_suspect(&key, password)? {
+        tracing::info!(host = %key, "a server rejected the cached token; it will not be served again");
+    }
+    Ok(())
+}
