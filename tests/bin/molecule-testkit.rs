@@ -2,7 +2,10 @@
 //! optionally the GitHub Enterprise stand-in as one long-lived process, sharing one token
 //! authority, for demo scripts and container tests that cannot link the library.
 //!
-//! Once everything listens it writes `STATE_DIR/ready.json` (atomically):
+//! Once everything listens it writes `STATE_DIR/ready.env` (shell-sourceable:
+//! `TESTKIT_PLATFORM_URL`, `TESTKIT_GIT_URL`, `TESTKIT_GIT_HOST`, `TESTKIT_GHE_ADDR`,
+//! `TESTKIT_CA_PEM`, `TESTKIT_PID`, so scripts need no JSON parser) and then
+//! `STATE_DIR/ready.json` (atomically; its appearance means ready):
 //! `{"platform_url", "git_url", "git_host", "ghe_addr" (or null), "ca_pem", "pid"}`.
 //! Stdout is a timeline with one line per minted token (never the token itself). It runs
 //! until SIGTERM or SIGINT, then stops every server and exits 0.
@@ -100,8 +103,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     std::fs::create_dir_all(state_dir)
         .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     let ready_path = state_dir.join("ready.json");
-    // A ready.json left by an earlier run must not announce this one before it listens.
+    let env_path = state_dir.join("ready.env");
+    // A ready file left by an earlier run must not announce this one before it listens.
     let _ = std::fs::remove_file(&ready_path);
+    let _ = std::fs::remove_file(&env_path);
     let ca = TestCa::generate(state_dir);
     let repos_root = state_dir.join("repos");
     std::fs::create_dir_all(&repos_root)
@@ -137,6 +142,23 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         "ca_pem": ca.ca_pem_path(),
         "pid": std::process::id(),
     });
+    let env = [
+        ("TESTKIT_PLATFORM_URL", platform.url()),
+        ("TESTKIT_GIT_URL", git.url()),
+        ("TESTKIT_GIT_HOST", git.host()),
+        (
+            "TESTKIT_GHE_ADDR",
+            ghe.as_ref()
+                .map(|g| g.addr().to_string())
+                .unwrap_or_default(),
+        ),
+        ("TESTKIT_CA_PEM", ca.ca_pem_path().display().to_string()),
+        ("TESTKIT_PID", std::process::id().to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
+    .collect::<String>();
+    write_atomically(&env_path, &env)?;
     write_atomically(&ready_path, &format!("{ready:#}\n"))?;
     let _ = writeln!(
         std::io::stderr(),
@@ -152,7 +174,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(git);
     drop(platform);
     let _ = std::fs::remove_file(&ready_path);
+    let _ = std::fs::remove_file(&env_path);
     Ok(())
+}
+
+/// Single-quotes `value` for POSIX sh.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
 }
 
 /// One timeline line per mint, never the token itself.
@@ -177,7 +205,9 @@ fn print_mint(n: u64, issued: &Issued) {
 }
 
 fn write_atomically(path: &Path, contents: &str) -> Result<(), String> {
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, contents).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename to {}: {e}", path.display()))
 }
