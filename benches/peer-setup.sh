@@ -1,3 +1,6 @@
+# shellcheck shell=bash
+# tmp and token come from peer-latency.sh, which sources this file; OURS_HELPER goes back to it.
+# shellcheck disable=SC2154,SC2034
 # Setup file for ../shared/bench/peer-latency.sh (sourced by it, after it has set HOME=$tmp and
 # made a token): adds git-credential-molecule on a cache hit, as a helper git runs by path.
 # Usage: bash ../shared/bench/peer-latency.sh benches/peer-setup.sh
