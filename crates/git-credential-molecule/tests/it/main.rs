@@ -9,7 +9,9 @@
 )]
 
 mod cache;
+mod commands;
 mod git;
+mod hotpath;
 mod platform;
 mod protocol;
 mod secrecy;

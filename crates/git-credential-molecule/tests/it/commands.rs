@@ -1,0 +1,187 @@
+//! The human commands: `configure`, `status`, `token`, `exec`.
+
+use std::process::Command;
+
+use httpmock::prelude::*;
+
+use crate::support::{ADMIN_PATH, Sandbox, long_token, token_body};
+
+fn helpers(sb: &Sandbox, file: &std::path::Path, host: &str) -> Vec<String> {
+    let out = Command::new("git")
+        .env("HOME", &sb.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["config", "--file"])
+        .arg(file)
+        .args(["--get-all", &format!("credential.https://{host}.helper")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn configure_resets_other_helpers_and_is_idempotent() {
+    let mut sb = Sandbox::new();
+    sb.env("MOLECULE_GIT_HOSTS", "github.com,ghe.example.com:8443");
+    let file = sb.path("gitconfig");
+    // Helpers a machine may already have for the host: they must not survive.
+    std::fs::write(
+        &file,
+        "[credential \"https://github.com\"]\n\thelper = store\n\thelper = !gh auth git-credential\n",
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let r = sb.run(&["configure", "--file", file_arg], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "credential.https://github.com.helper: configured (--file {file_arg})\n\
+             credential.https://ghe.example.com:8443.helper: configured (--file {file_arg})\n"
+        )
+    );
+    for host in ["github.com", "ghe.example.com:8443"] {
+        assert_eq!(helpers(&sb, &file, host), ["", "molecule"], "{host}");
+    }
+    let before = std::fs::read(&file).unwrap();
+    let r = sb.run(&["configure", "--file", file_arg], "");
+    assert!(
+        r.stdout.contains("github.com.helper: already configured"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a second run changes nothing"
+    );
+
+    let r = sb.run(
+        &[
+            "configure",
+            "--file",
+            file_arg,
+            "--host",
+            "GitHub.com",
+            "--helper",
+            "/opt/bin/git-credential-molecule",
+        ],
+        "",
+    );
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        helpers(&sb, &file, "github.com"),
+        ["", "/opt/bin/git-credential-molecule"]
+    );
+
+    let r = sb.run(
+        &["configure", "--file", file_arg, "--host", "evil test"],
+        "",
+    );
+    assert_eq!(r.code, 78);
+}
+
+#[test]
+fn configure_global_writes_the_users_gitconfig() {
+    let sb = Sandbox::new();
+    let r = sb.run(&["configure"], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        helpers(&sb, &sb.home.join(".gitconfig"), "github.com"),
+        ["", "molecule"]
+    );
+}
+
+#[test]
+fn status_reports_without_the_token() {
+    let mut sb = Sandbox::new();
+    sb.env("MOLECULE_GIT_HOSTS", "github.com,ghe.example.com");
+    let r = sb.run(&["status"], "");
+    assert_eq!(r.code, 1, "nothing cached yet: {}", r.stdout);
+    assert!(r.stdout.contains("(not created yet)"));
+    assert!(!sb.cache.exists(), "status must not create the cache");
+
+    let token = long_token("status");
+    sb.write_cache(&[
+        ("github.com", &token, 1800, false),
+        ("ghe.example.com", &long_token("s2"), 120, false),
+    ]);
+    let r = sb.run(&["status", "--json"], "");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(!r.stdout.contains(&token));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["host"], "github.com");
+    assert_eq!(v["hosts"][0]["state"], "fresh");
+    assert_eq!(v["hosts"][0]["source"], "platform");
+    assert_eq!(v["hosts"][0]["token_length"], token.len());
+    let left = v["hosts"][0]["expires_in_sec"].as_i64().unwrap();
+    assert!((1795..=1800).contains(&left), "{left}");
+    assert_eq!(v["hosts"][1]["state"], "expiring");
+    assert_eq!(v["daemon"], serde_json::Value::Null);
+
+    let r = sb.run(&["status"], "");
+    let line = format!(
+        "github.com: fresh: platform token ({} bytes), expires ",
+        token.len()
+    );
+    assert!(r.stdout.contains(&line), "{}", r.stdout);
+    assert!(!r.stdout.contains(&token));
+
+    sb.write_cache(&[("github.com", &token, 1800, true)]);
+    let r = sb.run(&["status", "--json"], "");
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["state"], "suspect");
+}
+
+#[test]
+fn token_prints_a_valid_token_and_falls_back() {
+    let mut sb = Sandbox::new();
+    let cached = long_token("cli");
+    sb.write_cache(&[("github.com", &cached, 1800, false)]);
+    let r = sb.run(&["token"], "");
+    assert_eq!((r.code, r.stdout.clone()), (0, format!("{cached}\n")));
+
+    let r = sb.run(&["token", "--host", "other.example"], "");
+    assert_eq!(r.code, 78, "only configured hosts");
+
+    // Platform down, nothing cached: the fallback, with exit 0 (the whole source order).
+    let fallback = sb.secret(&long_token("fb"));
+    std::fs::remove_file(sb.cache.join("tokens.json")).unwrap();
+    sb.env("GITHUB_TOKEN", &fallback);
+    let r = sb.run(&["token"], "");
+    assert_eq!((r.code, r.stdout.clone()), (0, format!("{fallback}\n")));
+    sb.unset("GITHUB_TOKEN");
+    let r = sb.run(&["token"], "");
+    assert_eq!((r.code, r.stdout.as_str()), (69, ""));
+}
+
+#[test]
+fn exec_passes_a_fresh_token_in_the_environment_only() {
+    let server = MockServer::start();
+    let token = long_token("exec");
+    server.mock(|when, then| {
+        when.path(ADMIN_PATH);
+        then.status(200).body(token_body(&token, 3600));
+    });
+    let mut sb = Sandbox::new();
+    sb.platform(&server.base_url())
+        .env("GH_TOKEN", "ghs_stale_boot_token");
+    sb.secret(&token);
+    let r = sb.run(
+        &["exec", "--", "sh", "-c", "[ \"$GH_TOKEN\" = \"$GITHUB_TOKEN\" ] && printf %s \"$GH_TOKEN\" | wc -c && echo \"args:$*\"", "x", "--flag"],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("{}\nargs:--flag\n", token.len()));
+    let r = sb.run(&["exec", "--", "sh", "-c", "exit 7"], "");
+    assert_eq!(
+        r.code, 7,
+        "exec replaces the process: the command's exit code is ours"
+    );
+    let r = sb.run(&["exec", "--", "/nonexistent/cmd"], "");
+    assert_eq!(r.code, 127);
+    assert!(r.stderr.contains("cannot run /nonexistent/cmd"));
+}

@@ -1,0 +1,79 @@
+//! The cache-hit path does only what a hit needs: no async runtime (no epoll, no threads), no
+//! HTTP client or TLS (no sockets). Proven on the real binary with strace; a miss, for
+//! contrast, shows all three.
+
+use std::process::Stdio;
+
+use httpmock::prelude::*;
+
+use crate::support::{ADMIN_PATH, Sandbox, long_token, token_body};
+
+/// Syscalls `get` made, as strace names them.
+fn syscalls_of_get(sb: &Sandbox) -> String {
+    let trace = sb.path("strace.out");
+    let mut cmd = sb.command(&["get"]);
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .envs(envs);
+    let child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace is installed (.ci/run installs it)");
+    let run = sb.finish(child, b"protocol=https\nhost=github.com\n\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.password().is_some());
+    std::fs::read_to_string(trace).unwrap()
+}
+
+fn uses(trace: &str, syscall: &str) -> bool {
+    trace.lines().any(|l| {
+        let l = l.split_once(' ').map_or(l, |(_, rest)| rest).trim_start();
+        l.starts_with(&format!("{syscall}("))
+    })
+}
+
+#[test]
+fn a_cache_hit_opens_no_socket_starts_no_runtime_and_no_thread() {
+    let sb = Sandbox::new();
+    sb.write_cache(&[("github.com", &long_token("hot"), 3000, false)]);
+    let trace = syscalls_of_get(&sb);
+    for forbidden in [
+        "socket",
+        "connect",
+        "epoll_create1",
+        "epoll_create",
+        "clone",
+        "clone3",
+        "eventfd2",
+    ] {
+        assert!(!uses(&trace, forbidden), "a cache hit called {forbidden}");
+    }
+}
+
+#[test]
+fn a_miss_does_use_the_network_for_contrast() {
+    let server = MockServer::start();
+    server.mock(|when, then| {
+        when.path(ADMIN_PATH);
+        then.status(200).body(token_body(&long_token("miss"), 3600));
+    });
+    let mut sb = Sandbox::new();
+    sb.platform(&server.base_url());
+    let trace = syscalls_of_get(&sb);
+    assert!(
+        uses(&trace, "socket") && uses(&trace, "connect"),
+        "the check above would be vacuous"
+    );
+}
