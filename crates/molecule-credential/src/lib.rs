@@ -13,7 +13,7 @@
 //! - [`error`]: the failure class carried end to end, and exit codes.
 //! - [`secret`]: the `Secret` type. [`logging`]: stderr logs with token redaction.
 //! - [`clock`]: injected time and RFC 3339. [`child`]: child processes with deadlines.
-//! - [`status`]: `daemon.status.json`. `cli` (feature): flags shared by both binaries.
+//! - [`schedule`]: when the daemon wakes (pure). [`status`]: `daemon.status.json`. `cli` (feature): flags shared by both binaries.
 //!
 //! The helper's cache-hit path uses only `config`, `protocol`, `store` and `secret`: no async
 //! runtime, no HTTP client and no TLS configuration is built unless a token must be minted.
@@ -28,6 +28,7 @@ pub mod fallback;
 pub mod logging;
 pub mod platform;
 pub mod protocol;
+pub mod schedule;
 pub mod secret;
 pub mod sources;
 pub mod status;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Class, Error, Result};
 use crate::fallback::{Fallback, fallback_token};
 use crate::platform::Minted;
-use crate::store::{CacheDir, Entry};
+use crate::store::{CacheDir, Entry, RefreshLock};
 
 /// The `source` name recorded in the cache for tokens from the configured primary source.
 pub fn source_name(config: &Config) -> &'static str {
@@ -84,6 +84,14 @@ pub struct Broker<'a> {
     config: &'a Config,
     cache: &'a CacheDir,
     clock: &'a dyn Clock,
+}
+
+impl std::fmt::Debug for Broker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("cache", &self.cache.path())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Broker<'a> {
@@ -205,10 +213,10 @@ impl<'a> Broker<'a> {
         }
     }
 
-    /// Refreshes `key` under the single-flight lock. With `skip_if_newer_than`, a fresh entry
-    /// fetched within that window (by another process) is kept and no call is made; without
-    /// it the call is always made (`refresh`, `--once`). A failed mint leaves the cache as it
-    /// was.
+    /// Refreshes `key` under the single-flight lock, waiting for it at most
+    /// [`Broker::lock_wait`]. With `skip_if_newer_than`, a fresh entry fetched within that
+    /// window (by another process) is kept and no call is made; without it the call is always
+    /// made (`refresh`, `--once`). A failed mint leaves the cache as it was.
     pub fn refresh(
         &self,
         key: &str,
@@ -218,14 +226,35 @@ impl<'a> Broker<'a> {
     ) -> Result<Refreshed> {
         let wait = self.lock_wait();
         let Some(lock) = self.cache.refresh_lock(wait)? else {
-            return Err(Error::new(
-                Class::Transient,
-                format!(
-                    "another process held refresh.lock for more than {}s",
-                    wait.as_secs()
-                ),
-            ));
+            return Err(busy(wait));
         };
+        match self.begin_with(key, skip_if_newer_than, lock)? {
+            Begin::AlreadyFresh(entry) => Ok(Refreshed::AlreadyFresh(entry)),
+            Begin::Permit(permit) => permit.complete(source, mint()?),
+            Begin::Busy => Err(busy(wait)),
+        }
+    }
+
+    /// The first half of [`Broker::refresh`] without waiting: for callers that wait for the
+    /// lock their own way (the daemon, which must stay responsive to signals meanwhile) and mint
+    /// asynchronously between [`Broker::try_begin_refresh`] and [`RefreshPermit::complete`].
+    pub fn try_begin_refresh(
+        &self,
+        key: &str,
+        skip_if_newer_than: Option<Duration>,
+    ) -> Result<Begin<'_>> {
+        match self.cache.refresh_lock(Duration::ZERO)? {
+            Some(lock) => self.begin_with(key, skip_if_newer_than, lock),
+            None => Ok(Begin::Busy),
+        }
+    }
+
+    fn begin_with(
+        &self,
+        key: &str,
+        skip_if_newer_than: Option<Duration>,
+        lock: RefreshLock,
+    ) -> Result<Begin<'_>> {
         if let Some(window) = skip_if_newer_than {
             let now = self.now();
             if let Some(e) = self
@@ -233,14 +262,57 @@ impl<'a> Broker<'a> {
                 .entry(key)?
                 .filter(|e| e.is_fresh(now, self.config.margin) && e.fetched_at + window > now)
             {
-                return Ok(Refreshed::AlreadyFresh(e));
+                return Ok(Begin::AlreadyFresh(e));
             }
         }
-        let m = mint()?;
-        let (status, expiry_known) = (m.status, m.expiry_known);
-        let entry = Entry::new(m.token, m.expires_at, self.now(), source);
-        let (entry, written) = self.cache.offer(key, entry)?;
-        drop(lock);
+        Ok(Begin::Permit(RefreshPermit {
+            broker: self,
+            key: key.to_owned(),
+            _lock: lock,
+        }))
+    }
+}
+
+fn busy(wait: Duration) -> Error {
+    Error::new(
+        Class::Transient,
+        format!(
+            "another process held refresh.lock for more than {}s",
+            wait.as_secs()
+        ),
+    )
+}
+
+/// How a refresh can start.
+#[derive(Debug)]
+pub enum Begin<'a> {
+    /// Another process refreshed moments ago.
+    AlreadyFresh(Entry),
+    /// Another process is minting right now.
+    Busy,
+    /// We hold `refresh.lock`: mint, then [`RefreshPermit::complete`].
+    Permit(RefreshPermit<'a>),
+}
+
+/// The right to mint for one key: holds `refresh.lock` until completed or dropped.
+#[derive(Debug)]
+pub struct RefreshPermit<'a> {
+    broker: &'a Broker<'a>,
+    key: String,
+    _lock: RefreshLock,
+}
+
+impl RefreshPermit<'_> {
+    /// Offers the minted token to the cache (compare-and-swap) and releases the lock.
+    pub fn complete(self, source: &str, minted: Minted) -> Result<Refreshed> {
+        let Minted {
+            token,
+            expires_at,
+            expiry_known,
+            status,
+        } = minted;
+        let entry = Entry::new(token, expires_at, self.broker.now(), source);
+        let (entry, written) = self.broker.cache.offer(&self.key, entry)?;
         Ok(Refreshed::Minted {
             entry,
             written,

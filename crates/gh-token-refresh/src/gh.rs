@@ -1,0 +1,191 @@
+//! Keeping `gh` logged in: `gh auth login --hostname HOST --with-token`, the token on stdin.
+//!
+//! gh refuses to log in while `GH_TOKEN` or `GITHUB_TOKEN` is set, and on an enterprise host it
+//! reads `GH_ENTERPRISE_TOKEN`/`GITHUB_ENTERPRISE_TOKEN` instead; so all four are removed from
+//! gh's environment (the first shell version's silent failure). Prompts are disabled, every
+//! call has a 20 s deadline, and a login is skipped when gh already holds that token.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
+
+use molecule_credential::child;
+use molecule_credential::config::vars;
+use molecule_credential::{Class, Error, Secret};
+
+/// Deadline for one gh call.
+pub const GH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Variables that make gh ignore (or refuse to write) its stored login.
+pub const TOKEN_VARS: [&str; 4] = [
+    vars::GH_TOKEN,
+    vars::GITHUB_TOKEN,
+    vars::GH_ENTERPRISE_TOKEN,
+    vars::GITHUB_ENTERPRISE_TOKEN,
+];
+
+/// What a login attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// gh already holds this token for the host.
+    AlreadyCurrent,
+    /// gh accepted the token.
+    LoggedIn,
+}
+
+/// Drives the gh CLI.
+#[derive(Debug)]
+pub struct Gh {
+    program: OsString,
+    timeout: Duration,
+    /// The token gh holds per host, as far as we know: what we last logged in with.
+    current: HashMap<String, Secret<String>>,
+    missing_reported: bool,
+}
+
+impl Gh {
+    /// Drives `program` (normally `gh`, found on PATH).
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Self {
+            program: program.into(),
+            timeout: GH_TIMEOUT,
+            current: HashMap::new(),
+            missing_reported: false,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args);
+        for var in TOKEN_VARS {
+            cmd.env_remove(var);
+        }
+        // GH_HOST would redirect a command without --hostname; we always pass one.
+        cmd.env_remove("GH_HOST")
+            .env("GH_PROMPT_DISABLED", "1")
+            .env("GH_NO_UPDATE_NOTIFIER", "1")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Makes sure gh is logged in to `host` with `token`.
+    pub async fn ensure(&mut self, host: &str, token: &Secret<String>) -> Result<Login, Error> {
+        if self.current.get(host).is_some_and(|t| t == token) {
+            return Ok(Login::AlreadyCurrent);
+        }
+        // After a restart we do not know what gh holds: ask it before logging in again.
+        let held = child::run(
+            self.command(&["auth", "token", "--hostname", host]),
+            None,
+            self.timeout,
+            "gh auth token",
+        )
+        .await;
+        match held {
+            Ok(out)
+                if out.status.success()
+                    && token.eq_str(String::from_utf8_lossy(&out.stdout).trim()) =>
+            {
+                self.current.insert(host.to_owned(), token.clone());
+                return Ok(Login::AlreadyCurrent);
+            }
+            Err(e) if e.class() == Class::NotConfigured => return Err(self.missing(e)),
+            _ => {}
+        }
+        let mut stdin = Vec::with_capacity(token.len() + 1);
+        stdin.extend_from_slice(token.expose().as_bytes());
+        stdin.push(b'\n');
+        let out = child::run(
+            self.command(&[
+                "auth",
+                "login",
+                "--hostname",
+                host,
+                "--git-protocol",
+                "https",
+                "--with-token",
+            ]),
+            Some(&stdin),
+            self.timeout,
+            "gh auth login",
+        )
+        .await
+        .map_err(|e| {
+            if e.class() == Class::NotConfigured {
+                self.missing(e)
+            } else {
+                e
+            }
+        })?;
+        if out.status.success() {
+            self.current.insert(host.to_owned(), token.clone());
+            return Ok(Login::LoggedIn);
+        }
+        let excerpt = out.stderr_excerpt();
+        Err(Error::new(
+            classify_failure(&excerpt),
+            format!("gh auth login --hostname {host} failed: {excerpt}"),
+        ))
+    }
+
+    /// Whether gh was found missing (and reported once).
+    pub fn is_missing(&self) -> bool {
+        self.missing_reported
+    }
+
+    fn missing(&mut self, e: Error) -> Error {
+        self.missing_reported = true;
+        e
+    }
+}
+
+/// gh exits 1 for every failure, so its message is all there is to classify: a rejected token
+/// is `auth`, a network or server problem is `transient`, anything else `protocol`.
+pub fn classify_failure(stderr: &str) -> Class {
+    let s = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
+    if any(&["401", "bad credentials", "missing required scope", "403"]) {
+        Class::Auth
+    } else if any(&[
+        "timeout",
+        "timed out",
+        "connection",
+        "no such host",
+        "dial tcp",
+        "http 5",
+        "eof",
+        "tls",
+    ]) {
+        Class::Transient
+    } else {
+        Class::Protocol
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_gh_messages() {
+        assert_eq!(
+            classify_failure(
+                "error validating token: HTTP 401: Bad credentials (https://localhost/api/v3/)"
+            ),
+            Class::Auth
+        );
+        assert_eq!(
+            classify_failure("error validating token: missing required scope 'read:org'"),
+            Class::Auth
+        );
+        assert_eq!(
+            classify_failure(
+                "error connecting to localhost: dial tcp 127.0.0.1:443: connect: connection refused"
+            ),
+            Class::Transient
+        );
+        assert_eq!(classify_failure("HTTP 502: Bad Gateway"), Class::Transient);
+        assert_eq!(classify_failure("something new"), Class::Protocol);
+    }
+}

@@ -1,0 +1,140 @@
+//! `gh-token-refresh`: the sidecar that keeps the token cache warm and `gh` logged in
+//! (DESIGN.md, "Components"). `main` parses flags, installs logging and signal handlers, and
+//! calls [`run`]; everything else is reachable from tests without a process.
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+use molecule_credential::cli::{ConfigArgs, ScheduleArgs};
+use molecule_credential::clock::Clock;
+use molecule_credential::config::{Config, Overrides};
+use molecule_credential::schedule::Dice;
+
+pub mod daemon;
+pub mod gh;
+pub mod health;
+
+use daemon::{Daemon, Minter, Mode, Signals};
+use gh::Gh;
+
+/// The binary's name, as messages say it.
+pub const NAME: &str = "gh-token-refresh";
+
+/// Keeps GitHub installation tokens fresh in the cache and gh logged in.
+#[derive(Parser, Debug)]
+#[command(name = NAME, version, about, long_about = None, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Configuration flags; each overrides the environment variable of the same meaning.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Schedule flags.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+    /// Refresh once now (forced), log gh in, exit with the outcome's code
+    #[arg(long)]
+    pub once: bool,
+    /// Not the daemon: a report.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Health check: exit 1 when a token is expired, the daemon is not running, or the last
+    /// refresh failed inside the margin
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// The configuration overrides the flags make.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = self.config.overrides();
+        self.schedule.add_overrides(&mut o);
+        o
+    }
+}
+
+/// Says once, at start, what an exported token does to everyone who inherits it.
+pub fn warn_about_inherited_tokens(config: &Config) {
+    for (name, value) in [
+        ("GH_TOKEN", &config.gh_token),
+        ("GITHUB_TOKEN", &config.github_token),
+    ] {
+        if value.is_some() {
+            tracing::warn!(
+                "{name} is set in this daemon's environment: processes that inherit it (gh, \
+                 scripts) use that token, which dies within the hour, instead of gh's stored \
+                 login that this daemon keeps fresh. Save it as the fallback and unset it before \
+                 starting the agent (scripts/entrypoint.sh does), or run env-only tools through \
+                 `git-credential-molecule exec --`"
+            );
+        }
+    }
+}
+
+/// What the daemon is given rather than reaching for: time, randomness, the token source, gh,
+/// and the signals as values.
+pub struct Deps<'a, M, D> {
+    /// The wall clock.
+    pub clock: &'a dyn Clock,
+    /// Randomness for jitter.
+    pub dice: D,
+    /// Where tokens come from.
+    pub minter: M,
+    /// gh, or `None` to leave gh alone.
+    pub gh: Option<Gh>,
+    /// Shutdown and refresh-now.
+    pub signals: Signals,
+}
+
+/// Runs the command `cli` names. Returns the exit code.
+pub async fn run<M: Minter, D: Dice>(
+    cli: &Cli,
+    config: &Config,
+    deps: Deps<'_, M, D>,
+    out: &mut dyn Write,
+) -> u8 {
+    let Deps {
+        clock,
+        dice,
+        minter,
+        gh,
+        signals,
+    } = deps;
+    if let Some(Command::Status { json }) = cli.command {
+        return health::run(config, json, clock.now(), out);
+    }
+    let mode = if cli.once { Mode::Once } else { Mode::Daemon };
+    if mode == Mode::Daemon {
+        warn_about_inherited_tokens(config);
+    }
+    let daemon = match Daemon::start(config, clock, dice, minter, gh, mode) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            tracing::info!(
+                cache = %config.cache_dir.display(),
+                "another gh-token-refresh holds daemon.lock for this cache directory; exiting"
+            );
+            return 0;
+        }
+        Err(e) => {
+            tracing::error!(class = %e.class(), "{e}");
+            return e.class().exit_code();
+        }
+    };
+    match mode {
+        Mode::Once => daemon.once(signals.shutdown).await,
+        Mode::Daemon => match daemon.run(signals).await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!(class = %e.class(), "{e}");
+                e.class().exit_code()
+            }
+        },
+    }
+}

@@ -1,0 +1,88 @@
+//! `gh-token-refresh`: parse flags, install logging and signal handlers, run the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gh_token_refresh::daemon::{PlatformMinter, Signals};
+use gh_token_refresh::gh::Gh;
+use gh_token_refresh::{Cli, Deps, NAME};
+use molecule_credential::clock::SystemClock;
+use molecule_credential::config::Config;
+use molecule_credential::logging::{self, Style};
+use molecule_credential::schedule::RandomDice;
+use tokio::signal::unix::{SignalKind, signal};
+
+fn main() -> ExitCode {
+    logging::install_panic_hook(NAME);
+    let cli = Cli::parse();
+    let loaded = Config::from_env(&cli.overrides());
+    if let Some(w) = logging::init(&loaded.config, Style::Timestamped) {
+        tracing::warn!("{w}");
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let config = loaded.config;
+    // One thread: the daemon spends its life asleep, and a single-threaded runtime parks in
+    // one epoll_wait until the next timer or signal.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let code = runtime.block_on(async {
+        let signals = match install_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install signal handlers: {e}");
+                return 78;
+            }
+        };
+        let clock = SystemClock;
+        let minter = match PlatformMinter::new(&config, &clock) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(class = %e.class(), "{e}");
+                return e.class().exit_code();
+            }
+        };
+        let stdout = std::io::stdout();
+        let deps = Deps {
+            clock: &clock,
+            dice: RandomDice,
+            minter,
+            gh: Some(Gh::new("gh")),
+            signals,
+        };
+        gh_token_refresh::run(&cli, &config, deps, &mut stdout.lock()).await
+    });
+    ExitCode::from(code)
+}
+
+/// SIGTERM and SIGINT end the daemon; SIGHUP asks for a refresh now.
+fn install_signals() -> std::io::Result<Signals> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, refresh_now) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A refresh already queued covers this one too.
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(Signals {
+        shutdown: Box::pin(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }),
+        refresh_now,
+    })
+}

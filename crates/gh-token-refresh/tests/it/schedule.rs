@@ -1,0 +1,211 @@
+//! Exact wake times under tokio's paused time and fixed jitter (dice 0.5: jitter offset 0,
+//! full-jitter backoff at half its ceiling): the interval, the expiry guard, the backoff series,
+//! Retry-After, the initial delay, SIGHUP and shutdown.
+
+use std::time::Duration;
+
+use molecule_credential::store::{CacheDir, Entry};
+use molecule_credential::{Class, Error, Secret};
+
+use crate::support::{Scripted, Step, TokioClock, config, run_daemon, signals, until};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn play(
+    steps: Vec<Step>,
+    stop_at: f64,
+    prepare: impl FnOnce(&CacheDir, &TokioClock),
+) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9", &[]);
+    let clock = TokioClock::new();
+    prepare(&CacheDir::open(&config.cache_dir).unwrap(), &clock);
+    let minter = Scripted::new(clock, steps);
+    let (signals, controls) = signals();
+    let code = run_daemon(&config, &clock, &minter, None, signals, async {
+        until(&clock, stop_at).await;
+        controls.stop.send(()).unwrap();
+    })
+    .await;
+    assert_eq!(code, 0);
+    minter.times()
+}
+
+fn transient() -> Step {
+    Step::Fail(
+        Error::new(Class::Transient, "the platform failed to refresh the token").with_status(500),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn primes_at_once_then_keeps_the_interval() {
+    let times = play(vec![Step::Token(HOUR)], 9000.0, |_, _| {}).await;
+    assert_eq!(times, [0.0, 2700.0, 5400.0, 8100.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_expiry_guard_wakes_before_the_margin() {
+    // The platform hands out its cached token with 20 minutes left: wake 15 minutes later.
+    let times = play(
+        vec![Step::Token(Duration::from_secs(1200))],
+        3000.0,
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(times, [0.0, 900.0, 1800.0, 2700.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_back_off_exponentially_then_recover() {
+    let mut steps = vec![transient(); 6];
+    steps.push(Step::Token(HOUR));
+    let times = play(steps, 3400.0, |_, _| {}).await;
+    // Ceilings 15, 30, 60, 120, 240, 300 s at half: 7.5, 15, 30, 60, 120, 150 s apart.
+    assert_eq!(times, [0.0, 7.5, 22.5, 52.5, 112.5, 232.5, 382.5, 3082.5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_never_sleeps_past_the_held_token() {
+    // A token with 6 minutes left is cached; every refresh fails. No retry may be scheduled
+    // past its expiry, however far the backoff has grown.
+    let steps = vec![transient()];
+    let times = play(steps, 420.0, |cache, clock| {
+        use molecule_credential::clock::Clock;
+        let now = clock.now();
+        cache
+            .offer(
+                "github.com",
+                Entry::new(
+                    Secret::new("ghs_held".into()),
+                    now + Duration::from_secs(360),
+                    now,
+                    "platform",
+                ),
+            )
+            .unwrap();
+    })
+    .await;
+    // Fresh until t=60 (the margin), so the first refresh waits until then; the backoff then
+    // runs 7.5, 15, 30, 60, 120 s apart, and the next step (292.5 + 120) is cut to the
+    // token's expiry at 360 s.
+    assert_eq!(times, [60.0, 67.5, 82.5, 112.5, 172.5, 292.5, 360.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let limited = Step::Fail(
+        Error::new(Class::RateLimited, "the platform is rate limiting us")
+            .with_status(429)
+            .with_retry_after(Some(Duration::from_secs(90))),
+    );
+    let times = play(vec![limited, Step::Token(HOUR)], 2800.0, |_, _| {}).await;
+    assert_eq!(times, [0.0, 90.0, 2790.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_failures_keep_the_interval_for_hours() {
+    let denied =
+        Step::Fail(Error::new(Class::Auth, "the platform rejected our bearer").with_status(401));
+    let times = play(vec![denied], 3.0 * 3600.0 - 1.0, |_, _| {}).await;
+    assert_eq!(
+        times,
+        [0.0, 2700.0, 5400.0, 8100.0],
+        "4 requests in 3 hours"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_backs_off_instead_of_spinning() {
+    // Exactly the margin left: the expiry guard alone would say "now" forever.
+    let steps = vec![Step::Token(Duration::from_secs(300)), Step::Token(HOUR)];
+    let times = play(steps, 2800.0, |_, _| {}).await;
+    assert_eq!(times, [0.0, 7.5, 2707.5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_cache_waits_the_initial_delay() {
+    let times = play(vec![Step::Token(HOUR)], 100.0, |cache, clock| {
+        use molecule_credential::clock::Clock;
+        let now = clock.now();
+        cache
+            .offer(
+                "github.com",
+                Entry::new(
+                    Secret::new("ghs_warm".into()),
+                    now + Duration::from_secs(3000),
+                    now - Duration::from_secs(600),
+                    "platform",
+                ),
+            )
+            .unwrap();
+    })
+    .await;
+    assert_eq!(times, [60.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_suspect_or_expiring_cache_primes_at_once() {
+    for (expires_in, suspect) in [(3000, true), (200, false)] {
+        let times = play(vec![Step::Token(HOUR)], 10.0, |cache, clock| {
+            use molecule_credential::clock::Clock;
+            let now = clock.now();
+            let mut e = Entry::new(
+                Secret::new("ghs_x".into()),
+                now + Duration::from_secs(expires_in),
+                now - Duration::from_secs(600),
+                "platform",
+            );
+            e.suspect = suspect;
+            cache.offer("github.com", e).unwrap();
+        })
+        .await;
+        assert_eq!(times, [0.0], "expires in {expires_in}s, suspect {suspect}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sighup_refreshes_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9", &[]);
+    let clock = TokioClock::new();
+    let minter = Scripted::new(clock, vec![Step::Token(HOUR)]);
+    let (signals, controls) = signals();
+    run_daemon(&config, &clock, &minter, None, signals, async {
+        until(&clock, 100.0).await;
+        controls.hup.send(()).await.unwrap();
+        until(&clock, 200.0).await;
+        controls.stop.send(()).unwrap();
+    })
+    .await;
+    // Forced: the token from t=0 is fresh, yet SIGHUP fetches; the interval restarts from it.
+    assert_eq!(minter.times(), [0.0, 100.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "http://127.0.0.1:9", &[]);
+    let clock = TokioClock::new();
+    let minter = Scripted::new(clock, vec![Step::Hang]);
+    let (signals, controls) = signals();
+    let code = run_daemon(&config, &clock, &minter, None, signals, async {
+        until(&clock, 5.0).await;
+        controls.stop.send(()).unwrap();
+    })
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        clock.elapsed(),
+        Duration::from_secs(5),
+        "stopped at once, not after a timeout"
+    );
+    let names: Vec<_> = std::fs::read_dir(&config.cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().contains("tmp")),
+        "{names:?}"
+    );
+    assert!(!config.cache_dir.join("tokens.json").exists());
+}

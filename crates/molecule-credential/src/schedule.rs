@@ -1,0 +1,350 @@
+//! When the daemon wakes next: pure functions of the outcome, the clock reading and injected
+//! randomness (DESIGN.md, "Failure classes and exit codes"; the daemon issue's schedule).
+//!
+//! - After a fresh token: `min(interval ± jitter, expires_at − margin − now)`.
+//! - After a transient failure, or a token that came back already inside the margin (the
+//!   platform re-mints only under 5 minutes): capped exponential backoff with full jitter,
+//!   `uniform(0, min(cap, base·2ⁿ⁻¹))`, never past the expiry of the token we still hold.
+//! - After 429: the server's `Retry-After` when given.
+//! - After auth or not-configured: the normal interval (retrying sooner cannot help).
+//!
+//! The loop that sleeps lives in the daemon; nothing here sleeps or reads a clock.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::error::Class;
+
+/// Timing settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Normal interval between refreshes.
+    pub interval: Duration,
+    /// Uniform ± jitter on the interval.
+    pub jitter: Duration,
+    /// First wait when the cache is already fresh.
+    pub initial_delay: Duration,
+    /// Tokens this close to expiry are refreshed.
+    pub margin: Duration,
+    /// First backoff ceiling.
+    pub backoff_base: Duration,
+    /// Largest backoff ceiling.
+    pub backoff_cap: Duration,
+    /// No wait is shorter than this: a floor against busy loops whatever the inputs.
+    pub min_wait: Duration,
+}
+
+/// First backoff ceiling: the first retry comes within 15 s.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(15);
+/// Backoff ceilings stop doubling at 5 minutes.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The shortest wait the schedule ever returns.
+pub const MIN_WAIT: Duration = Duration::from_secs(1);
+
+impl Policy {
+    /// The policy `config` describes.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            interval: config.refresh_interval,
+            jitter: config.refresh_jitter,
+            initial_delay: config.initial_delay,
+            margin: config.margin,
+            backoff_base: BACKOFF_BASE,
+            backoff_cap: BACKOFF_CAP,
+            min_wait: MIN_WAIT,
+        }
+    }
+}
+
+/// A source of uniform randomness in `[0, 1)`, injected so tests are exact.
+pub trait Dice {
+    /// A uniform sample in `[0, 1)`.
+    fn unit(&mut self) -> f64;
+}
+
+/// Always the same sample: for tests.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedDice(pub f64);
+
+impl Dice for FixedDice {
+    fn unit(&mut self) -> f64 {
+        self.0
+    }
+}
+
+/// The process's random number generator.
+#[derive(Debug, Default)]
+pub struct RandomDice;
+
+impl Dice for RandomDice {
+    fn unit(&mut self) -> f64 {
+        rand::random::<f64>()
+    }
+}
+
+/// What one refresh cycle ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token with more than the margin left.
+    Fresh {
+        /// Its expiry.
+        expires_at: OffsetDateTime,
+    },
+    /// A token, but already inside the margin: ask again soon.
+    Stale {
+        /// Its expiry.
+        expires_at: OffsetDateTime,
+    },
+    /// No token.
+    Failed {
+        /// Why.
+        class: Class,
+        /// The server's `Retry-After`, for 429.
+        retry_after: Option<Duration>,
+        /// Expiry of the still-valid token the cache holds, if any.
+        holding: Option<OffsetDateTime>,
+    },
+}
+
+fn until(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    Duration::try_from(at - now).unwrap_or(Duration::ZERO)
+}
+
+fn jittered_interval(policy: &Policy, dice: &mut dyn Dice) -> Duration {
+    let offset = (dice.unit() * 2.0 - 1.0) * policy.jitter.as_secs_f64();
+    Duration::from_secs_f64((policy.interval.as_secs_f64() + offset).max(0.0))
+}
+
+/// The full-jitter backoff for the `attempt`-th consecutive failure (1-based).
+pub fn backoff(policy: &Policy, attempt: u32, dice: &mut dyn Dice) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(20);
+    let ceiling = policy
+        .backoff_base
+        .saturating_mul(1 << doublings)
+        .min(policy.backoff_cap);
+    ceiling.mul_f64(dice.unit()).max(policy.min_wait)
+}
+
+/// The wait before the first refresh. `cached_expiry` is the earliest expiry of the usable
+/// (present, not suspect) cached tokens, `None` when any host has none: prime at once when a
+/// token is missing, suspect or inside the margin; otherwise wait the initial delay, but not past
+/// the point where the token enters the margin.
+pub fn initial_wait(
+    policy: &Policy,
+    cached_expiry: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Duration {
+    match cached_expiry {
+        Some(expiry) if now + policy.margin < expiry => {
+            policy.initial_delay.min(until(expiry - policy.margin, now))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// The wait after a cycle. `failures` counts consecutive non-fresh cycles including this one.
+pub fn next_wait(
+    policy: &Policy,
+    outcome: Outcome,
+    failures: u32,
+    now: OffsetDateTime,
+    dice: &mut dyn Dice,
+) -> Duration {
+    let wait = match outcome {
+        Outcome::Fresh { expires_at } => {
+            jittered_interval(policy, dice).min(until(expires_at - policy.margin, now))
+        }
+        Outcome::Stale { expires_at } => {
+            backoff(policy, failures, dice).min(until(expires_at, now))
+        }
+        Outcome::Failed {
+            class,
+            retry_after,
+            holding,
+        } => match (class, retry_after) {
+            (Class::RateLimited, Some(after)) => after,
+            (Class::Auth | Class::NotConfigured, _) => jittered_interval(policy, dice),
+            _ => {
+                let b = backoff(policy, failures, dice);
+                match holding {
+                    Some(expiry) if expiry > now => b.min(until(expiry, now)),
+                    _ => b,
+                }
+            }
+        },
+    };
+    wait.max(policy.min_wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_rfc3339;
+
+    fn policy() -> Policy {
+        Policy {
+            interval: Duration::from_secs(2700),
+            jitter: Duration::from_secs(120),
+            initial_delay: Duration::from_secs(60),
+            margin: Duration::from_secs(300),
+            backoff_base: BACKOFF_BASE,
+            backoff_cap: BACKOFF_CAP,
+            min_wait: MIN_WAIT,
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        parse_rfc3339("2026-11-22T18:00:00Z").unwrap()
+    }
+
+    fn mins(m: i64) -> OffsetDateTime {
+        now() + time::Duration::minutes(m)
+    }
+
+    #[test]
+    fn interval_with_jitter_bounds() {
+        let fresh = Outcome::Fresh {
+            expires_at: mins(600),
+        };
+        let at = |u| next_wait(&policy(), fresh, 0, now(), &mut FixedDice(u));
+        assert_eq!(at(0.0), Duration::from_secs(2580));
+        assert_eq!(at(0.5), Duration::from_secs(2700));
+        assert_eq!(at(0.75), Duration::from_secs(2760));
+    }
+
+    #[test]
+    fn expiry_guard_wakes_before_the_margin() {
+        // The platform answered its cached token with 20 minutes left: wake in 15.
+        let w = next_wait(
+            &policy(),
+            Outcome::Fresh {
+                expires_at: mins(20),
+            },
+            0,
+            now(),
+            &mut FixedDice(0.5),
+        );
+        assert_eq!(w, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn backoff_series_is_capped_full_jitter() {
+        let p = policy();
+        let series: Vec<u64> = (1..=8)
+            .map(|n| backoff(&p, n, &mut FixedDice(0.5)).as_secs())
+            .collect();
+        assert_eq!(series, [7, 15, 30, 60, 120, 150, 150, 150]);
+        let top: Vec<u64> = (1..=7)
+            .map(|n| backoff(&p, n, &mut FixedDice(0.999_999)).as_secs())
+            .collect();
+        assert_eq!(top, [14, 29, 59, 119, 239, 299, 299]);
+        assert_eq!(backoff(&p, 1, &mut FixedDice(0.0)), MIN_WAIT);
+        assert_eq!(
+            backoff(&p, u32::MAX, &mut FixedDice(0.5)),
+            Duration::from_secs(150)
+        );
+    }
+
+    #[test]
+    fn transient_failure_never_waits_past_the_held_token() {
+        let failed = |holding| Outcome::Failed {
+            class: Class::Transient,
+            retry_after: None,
+            holding,
+        };
+        let p = policy();
+        assert_eq!(
+            next_wait(&p, failed(None), 6, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(150)
+        );
+        let soon = Some(now() + time::Duration::seconds(40));
+        assert_eq!(
+            next_wait(&p, failed(soon), 6, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(40)
+        );
+        // An already-expired held token does not shorten anything.
+        let gone = Some(now() - time::Duration::seconds(40));
+        assert_eq!(
+            next_wait(&p, failed(gone), 6, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(150)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let o = Outcome::Failed {
+            class: Class::RateLimited,
+            retry_after: Some(Duration::from_secs(90)),
+            holding: Some(mins(2)),
+        };
+        assert_eq!(
+            next_wait(&policy(), o, 1, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(90)
+        );
+        let no_header = Outcome::Failed {
+            class: Class::RateLimited,
+            retry_after: None,
+            holding: None,
+        };
+        assert_eq!(
+            next_wait(&policy(), no_header, 1, now(), &mut FixedDice(0.5)),
+            Duration::from_millis(7500)
+        );
+    }
+
+    #[test]
+    fn auth_and_not_configured_keep_the_interval() {
+        for class in [Class::Auth, Class::NotConfigured] {
+            let o = Outcome::Failed {
+                class,
+                retry_after: None,
+                holding: Some(mins(3)),
+            };
+            assert_eq!(
+                next_wait(&policy(), o, 9, now(), &mut FixedDice(0.5)),
+                Duration::from_secs(2700)
+            );
+        }
+    }
+
+    #[test]
+    fn stale_answer_backs_off_instead_of_spinning() {
+        // A token with exactly the margin left would make the guard say "now": back off.
+        let o = Outcome::Stale {
+            expires_at: mins(5),
+        };
+        assert_eq!(
+            next_wait(&policy(), o, 1, now(), &mut FixedDice(0.5)),
+            Duration::from_millis(7500)
+        );
+        let o = Outcome::Stale {
+            expires_at: now() + time::Duration::seconds(3),
+        };
+        assert_eq!(
+            next_wait(&policy(), o, 4, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(3)
+        );
+        let o = Outcome::Stale { expires_at: now() };
+        assert_eq!(
+            next_wait(&policy(), o, 4, now(), &mut FixedDice(0.5)),
+            MIN_WAIT
+        );
+    }
+
+    #[test]
+    fn initial_wait_primes_at_once_unless_fresh() {
+        let p = policy();
+        assert_eq!(initial_wait(&p, None, now()), Duration::ZERO);
+        assert_eq!(initial_wait(&p, Some(mins(4)), now()), Duration::ZERO);
+        assert_eq!(
+            initial_wait(&p, Some(mins(50)), now()),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            initial_wait(&p, Some(now() + time::Duration::seconds(330)), now()),
+            Duration::from_secs(30)
+        );
+    }
+}
