@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Address of the HTTPS git server.
     #[arg(long, default_value = "127.0.0.1:0")]
     git_addr: SocketAddr,
+    /// The git server also answers the GitHub API under /api/, like a GitHub Enterprise host
+    /// (with --git-addr 127.0.0.1:443 it is host `localhost` for git and gh alike).
+    #[arg(long)]
+    git_api: bool,
     /// Address of the GitHub Enterprise stand-in (e.g. 127.0.0.1:443); none if absent.
     #[arg(long)]
     ghe_addr: Option<SocketAddr>,
@@ -129,23 +133,34 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         authority.clone(),
     );
     platform.on_mint(Box::new(print_mint));
-    let git = GitServer::start_on(args.git_addr, &repos_root, &ca, authority.clone());
+    let git = if args.git_api {
+        GitServer::start_with_api(args.git_addr, &repos_root, &ca, authority.clone())
+    } else {
+        GitServer::start_on(args.git_addr, &repos_root, &ca, authority.clone())
+    };
+    // On the default https port the certificate's name is the host: git and gh both say
+    // `localhost` (gh refuses a host with a port).
+    let (git_url, git_host) = if git.port() == 443 {
+        ("https://localhost".to_owned(), "localhost".to_owned())
+    } else {
+        (git.url(), git.host())
+    };
     let ghe = args
         .ghe_addr
         .map(|addr| GheServer::start(addr, &ca, authority.clone()));
 
     let ready = serde_json::json!({
         "platform_url": platform.url(),
-        "git_url": git.url(),
-        "git_host": git.host(),
+        "git_url": git_url,
+        "git_host": git_host,
         "ghe_addr": ghe.as_ref().map(|ghe| ghe.addr().to_string()),
         "ca_pem": ca.ca_pem_path(),
         "pid": std::process::id(),
     });
     let env = [
         ("TESTKIT_PLATFORM_URL", platform.url()),
-        ("TESTKIT_GIT_URL", git.url()),
-        ("TESTKIT_GIT_HOST", git.host()),
+        ("TESTKIT_GIT_URL", git_url.clone()),
+        ("TESTKIT_GIT_HOST", git_host.clone()),
         (
             "TESTKIT_GHE_ADDR",
             ghe.as_ref()
@@ -165,7 +180,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         "molecule-testkit: ready ({}), platform {}, git {}",
         ready_path.display(),
         platform.url(),
-        git.url()
+        git_url
     );
 
     wait_for_signal()?;

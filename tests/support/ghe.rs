@@ -28,7 +28,7 @@ pub struct GheServer {
     state: Arc<State>,
 }
 
-struct State {
+pub(crate) struct State {
     authority: TokenAuthority,
     ok: AtomicU64,
     unauthorized: AtomicU64,
@@ -38,11 +38,7 @@ impl GheServer {
     /// Serves the API at `addr` over TLS with the server certificate of `ca`, accepting
     /// tokens that `authority` holds valid.
     pub fn start(addr: SocketAddr, ca: &TestCa, authority: TokenAuthority) -> GheServer {
-        let state = Arc::new(State {
-            authority,
-            ok: AtomicU64::new(0),
-            unauthorized: AtomicU64::new(0),
-        });
+        let state = api_state(authority);
         let handler_state = state.clone();
         let server = ServerThread::spawn(
             "ghe-standin",
@@ -72,7 +68,18 @@ impl GheServer {
     }
 }
 
-fn handle(state: &State, request: &Request) -> Response<Body> {
+/// Fresh API state, for a server that also serves the API (see
+/// [`crate::git_server::GitServer::start_with_api`]).
+pub(crate) fn api_state(authority: TokenAuthority) -> Arc<State> {
+    Arc::new(State {
+        authority,
+        ok: AtomicU64::new(0),
+        unauthorized: AtomicU64::new(0),
+    })
+}
+
+/// Answers one API request.
+pub(crate) fn handle(state: &State, request: &Request) -> Response<Body> {
     let token = bearer_or_token(&request.headers);
     if !token.is_some_and(|token| state.authority.is_valid(token)) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);

@@ -51,6 +51,8 @@ struct State {
     rule: RwLock<SharedRule>,
     requests: AtomicU64,
     unauthorized: AtomicU64,
+    /// When set, `/api/…` is the GitHub Enterprise API, as on a real GHE host.
+    api: Option<Arc<crate::ghe::State>>,
 }
 
 impl GitServer {
@@ -72,6 +74,30 @@ impl GitServer {
         ca: &TestCa,
         authority: TokenAuthority,
     ) -> GitServer {
+        GitServer::spawn(addr, repos_root, ca, authority, false)
+    }
+
+    /// A GitHub-Enterprise-like host: git smart HTTP for repositories and, under `/api/`,
+    /// the API stand-in of [`crate::ghe`], on one address. With `127.0.0.1:443` in a private
+    /// network namespace, host `localhost` serves both `git clone https://localhost/o/r.git`
+    /// and `gh api --hostname localhost /user`.
+    pub fn start_with_api(
+        addr: SocketAddr,
+        repos_root: &Path,
+        ca: &TestCa,
+        authority: TokenAuthority,
+    ) -> GitServer {
+        GitServer::spawn(addr, repos_root, ca, authority, true)
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        repos_root: &Path,
+        ca: &TestCa,
+        authority: TokenAuthority,
+        with_api: bool,
+    ) -> GitServer {
+        let api = with_api.then(|| crate::ghe::api_state(authority.clone()));
         let exec_path = git_exec_path();
         let backend = exec_path.join("git-http-backend");
         assert!(
@@ -88,6 +114,7 @@ impl GitServer {
             rule: RwLock::new(default_rule),
             requests: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
+            api,
         });
         let handler_state = state.clone();
         let server = ServerThread::spawn(
@@ -185,6 +212,13 @@ fn git_exec_path() -> PathBuf {
 }
 
 async fn handle(state: &State, request: Request) -> Response<Body> {
+    if let Some(api) = state
+        .api
+        .as_ref()
+        .filter(|_| request.uri.path().starts_with("/api/"))
+    {
+        return crate::ghe::handle(api, &request);
+    }
     state.requests.fetch_add(1, Ordering::Relaxed);
     if !authorize(state, &request) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);

@@ -136,6 +136,11 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
                 tracing::info!(removed, "removed temp files a killed writer left behind");
             }
         }
+        if gh.is_some() {
+            for host in config.hosts.iter().filter(|h| !crate::gh::supports_host(h)) {
+                tracing::info!(host = %host, "gh does not accept a host with a port; git is served, gh is not logged in for it");
+            }
+        }
         let now = clock.now();
         Ok(Some(Self {
             config,
@@ -372,7 +377,12 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         let Ok(doc) = self.cache.read() else { return };
         let now = self.clock.now();
         let mut failed = false;
-        for host in &self.config.hosts {
+        for host in self
+            .config
+            .hosts
+            .iter()
+            .filter(|h| crate::gh::supports_host(h))
+        {
             let Some(entry) = doc.entries.get(host).filter(|e| e.is_usable(now)) else {
                 continue;
             };

@@ -140,6 +140,11 @@ impl Gh {
     }
 }
 
+/// Whether gh can log in to `host`: gh 2.23 rejects a `--hostname` with a port.
+pub fn supports_host(host: &str) -> bool {
+    !host.contains(':')
+}
+
 /// gh exits 1 for every failure, so its message is all there is to classify: a rejected token
 /// is `auth`, a network or server problem is `transient`, anything else `protocol`.
 pub fn classify_failure(stderr: &str) -> Class {

@@ -130,7 +130,10 @@ fn a_failing_gh_is_reported_and_retried_not_swallowed() {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "the rotation count is this test's report")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the rotation count is this test's report"
+)]
 fn real_gh_stays_logged_in_across_rotations() {
     if !molecule_tests::netns::in_private_netns("gh::real_gh_stays_logged_in_across_rotations") {
         return;

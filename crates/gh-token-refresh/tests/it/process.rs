@@ -323,7 +323,11 @@ fn json_logs_at_trace_keep_tokens_out() {
 
 #[test]
 fn a_failed_refresh_never_replaces_a_good_token() {
-    for (status, body) in [(503, r#"{"code":"platform_unavailable"}"#), (200, "not json"), (200, r#"{"token":""}"#)] {
+    for (status, body) in [
+        (503, r#"{"code":"platform_unavailable"}"#),
+        (200, "not json"),
+        (200, r#"{"token":""}"#),
+    ] {
         let server = MockServer::start();
         server.mock(|when, then| {
             when.method(GET).path(PATH);
@@ -338,6 +342,10 @@ fn a_failed_refresh_never_replaces_a_good_token() {
         let before = std::fs::read(p.path("cache/tokens.json")).unwrap();
         let out = p.command(BIN, &["--once"]).output().unwrap();
         assert_ne!(out.status.code(), Some(0), "{status} {body}");
-        assert_eq!(std::fs::read(p.path("cache/tokens.json")).unwrap(), before, "{status} {body}");
+        assert_eq!(
+            std::fs::read(p.path("cache/tokens.json")).unwrap(),
+            before,
+            "{status} {body}"
+        );
     }
 }

@@ -1,0 +1,71 @@
+//! scripts/install.sh: installs both binaries and the container scripts, configures git, and
+//! changes nothing when run again.
+
+use std::process::Command;
+
+use crate::support::*;
+
+#[test]
+fn installs_and_configures_idempotently() {
+    let t = tempfile::tempdir().unwrap();
+    let prefix = t.path().join("prefix");
+    let gitconfig = t.path().join("gitconfig");
+    let run = || {
+        Command::new(script("install.sh"))
+            .args([
+                "--from",
+                bin_dir().to_str().unwrap(),
+                "--prefix",
+                prefix.to_str().unwrap(),
+                "--file",
+                gitconfig.to_str().unwrap(),
+            ])
+            .env("HOME", t.path())
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for b in ["git-credential-molecule", "gh-token-refresh"] {
+        assert_eq!(owner_mode(&prefix.join("bin").join(b)).1, 0o755, "{b}");
+    }
+    for s in ["entrypoint.sh", "respawn.sh"] {
+        assert_eq!(
+            owner_mode(&prefix.join("lib/molecule").join(s)).1,
+            0o755,
+            "{s}"
+        );
+    }
+    // prefix/bin is not on PATH: the absolute path is registered, so git finds the helper.
+    let helper = prefix
+        .join("bin/git-credential-molecule")
+        .display()
+        .to_string();
+    assert_eq!(
+        git_config_all(&gitconfig, "credential.https://github.com.helper"),
+        ["".to_owned(), helper.clone()]
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("registering the absolute path"), "{stdout}");
+
+    let before = std::fs::read(&gitconfig).unwrap();
+    let second = run();
+    assert!(second.status.success());
+    assert_eq!(
+        std::fs::read(&gitconfig).unwrap(),
+        before,
+        "a second run changes nothing"
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already configured"));
+
+    let v = Command::new(prefix.join("bin/git-credential-molecule"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("git-credential-molecule "));
+}

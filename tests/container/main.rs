@@ -1,0 +1,20 @@
+//! The container story end to end (DESIGN.md, "The container story"): the entrypoint run as
+//! root with a created agent user, run directly as the agent, the respawn loop, install.sh, and
+//! "an hour, compressed": tokens living 6 seconds, continuous git and gh through five and more
+//! rotations, the daemon killed and brought back.
+//!
+//! Tests that run the root half create their agent user in a private mount namespace (copies of
+//! /etc/passwd and /etc/group bind-mounted over the real ones) and a private network namespace,
+//! so they change nothing on the machine and reach nothing beyond loopback. They need root, as
+//! CI has.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a failed set-up step in a test should panic with its location"
+)]
+
+mod entrypoint;
+mod hour;
+mod install;
+mod respawn;
+mod support;

@@ -1,0 +1,175 @@
+//! Paths to the workspace's binaries and scripts, an agent user that exists only in a private
+//! mount namespace, and process-group control.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The agent user the tests create: its uid is chosen so it exists nowhere else.
+pub const AGENT: &str = "molecule-agent";
+pub const AGENT_UID: u32 = 4242;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The directory holding the workspace's debug binaries (beside this test's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    for b in ["git-credential-molecule", "gh-token-refresh"] {
+        assert!(
+            dir.join(b).is_file(),
+            "{b} is not built in {}: run `cargo build --bins` (cargo test --workspace does)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+pub fn script(name: &str) -> PathBuf {
+    root().join("scripts").join(name)
+}
+
+/// A world-traversable temp directory (the agent user must reach its home inside it).
+pub fn open_tempdir() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+/// Makes `path` a directory owned by the agent.
+pub fn agent_dir(path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path).unwrap();
+    std::os::unix::fs::chown(path, Some(AGENT_UID), Some(AGENT_UID)).unwrap();
+    path.to_path_buf()
+}
+
+/// passwd and group files: the machine's, plus the agent with `home`.
+pub fn user_db(dir: &Path, home: &Path) -> (PathBuf, PathBuf) {
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.push_str(&format!(
+        "{AGENT}:x:{AGENT_UID}:{AGENT_UID}:agent:{}:/bin/sh\n",
+        home.display()
+    ));
+    let mut group = std::fs::read_to_string("/etc/group").unwrap();
+    group.push_str(&format!("{AGENT}:x:{AGENT_UID}:\n"));
+    let (p, g) = (dir.join("passwd"), dir.join("group"));
+    std::fs::write(&p, passwd).unwrap();
+    std::fs::write(&g, group).unwrap();
+    for f in [&p, &g] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    (p, g)
+}
+
+/// `argv` run with the agent user present: in a private mount namespace where `passwd` and
+/// `group` replace the machine's. In its own process group, so the daemon and respawn loop it
+/// leaves behind can be stopped together.
+pub fn with_agent_user(passwd: &Path, group: &Path, argv: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.arg("-m")
+        .arg("sh")
+        .arg("-c")
+        .arg("mount --bind \"$1\" /etc/passwd && mount --bind \"$2\" /etc/group && shift 2 && exec \"$@\"")
+        .arg("sh")
+        .arg(passwd)
+        .arg(group)
+        .args(argv)
+        .process_group(0);
+    c
+}
+
+/// Sends `signal` to the process group led by `child`.
+pub fn kill_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{}", child.id()))
+        .status();
+}
+
+/// Stops everything in `child`'s process group (the daemon and respawn loop an entrypoint
+/// leaves behind) and waits until none of it is left.
+pub fn stop_group(child: &Child) {
+    kill_group(child, "TERM");
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{}", child.id())])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !wait_for(Duration::from_secs(10), || !alive()) {
+        kill_group(child, "KILL");
+        panic!("processes of group {} ignored SIGTERM for 10 s", child.id());
+    }
+}
+
+/// Waits for `child` to exit within `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("process {} did not exit within {timeout:?}", child.id());
+}
+
+/// Polls `cond` every 50 ms until `timeout`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Owner uid and mode bits of `path`.
+pub fn owner_mode(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.uid(), m.mode() & 0o777)
+}
+
+/// The values of a multi-valued git config key in `file`.
+pub fn git_config_all(file: &Path, key: &str) -> Vec<String> {
+    let out = Command::new("git")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["config", "--file"])
+        .arg(file)
+        .args(["--get-all", key])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A fake gh that records logins and never touches a network: for tests about the entrypoint,
+/// not about gh.
+pub fn fake_gh(dir: &Path) -> PathBuf {
+    let bin = dir.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let gh = bin.join("gh");
+    std::fs::write(
+        &gh,
+        "#!/bin/sh\n[ -z \"${GH_TOKEN}${GITHUB_TOKEN}\" ] || exit 1\ncase \"$1 $2\" in\n  \"auth login\") cat > /dev/null ;;\n  *) exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
