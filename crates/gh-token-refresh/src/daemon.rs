@@ -183,43 +183,64 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
     }
 
     /// Runs until shutdown. Refresh errors never end the loop.
+    ///
+    /// Two timers: the scheduled refresh, and — only while gh is behind the cache — a gh
+    /// retry on the backoff series. A gh retry logs gh in again and touches nothing else: no
+    /// platform call, no change to the refresh schedule.
     pub async fn run(mut self, signals: Signals) -> Result<u8> {
         let Signals {
             mut shutdown,
             mut refresh_now,
         } = signals;
         let now = self.clock.now();
-        let mut wait = schedule::initial_wait(&self.policy, self.fresh_expiry()?, now);
-        if !wait.is_zero() {
+        let first = schedule::initial_wait(&self.policy, self.fresh_expiry()?, now);
+        if !first.is_zero() {
             tracing::info!(
-                first_refresh_in_sec = wait.as_secs(),
+                first_refresh_in_sec = first.as_secs(),
                 "the cache is fresh; logging gh in with the cached tokens"
             );
             self.sync_gh().await;
         }
+        let mut refresh_at = tokio::time::Instant::now() + first;
         let mut force = false;
         loop {
-            let wake = self.clock.now() + wait;
-            self.status.next_wake_at = Some(wake);
+            let gh_retry_at = self.gh_retry_at();
+            let wake_at = gh_retry_at.map_or(refresh_at, |g| g.min(refresh_at));
+            self.status.next_wake_at = Some(
+                self.clock.now()
+                    + refresh_at.saturating_duration_since(tokio::time::Instant::now()),
+            );
             self.write_status();
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(wake_at) => {}
                 Some(()) = refresh_now.recv() => {
                     tracing::info!("SIGHUP: refreshing now");
                     force = true;
                 }
                 () = &mut shutdown => break,
             }
-            match self.cycle(force, &mut shutdown).await {
-                Ok(next) => wait = next,
-                Err(Interrupted) => break,
+            if force || tokio::time::Instant::now() >= refresh_at {
+                match self.cycle(force, &mut shutdown).await {
+                    Ok(next) => refresh_at = tokio::time::Instant::now() + next,
+                    Err(Interrupted) => break,
+                }
+                force = false;
+            } else {
+                self.sync_gh().await;
             }
-            force = false;
         }
         tracing::info!("shutting down");
         self.status.next_wake_at = None;
         self.write_status();
         Ok(0)
+    }
+
+    /// When to try gh again, while its last login failed.
+    fn gh_retry_at(&mut self) -> Option<tokio::time::Instant> {
+        (self.gh_failures > 0).then(|| {
+            tokio::time::Instant::now()
+                + schedule::backoff(&self.policy, self.gh_failures, &mut self.dice)
+        })
     }
 
     /// `--once`: one forced refresh of every host, then gh. Returns the exit code of the first
@@ -257,16 +278,7 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         } else {
             self.failures = self.failures.saturating_add(1);
         }
-        let mut wait =
-            schedule::next_wait(&self.policy, outcome, self.failures, now, &mut self.dice);
-        if self.gh_failures > 0 {
-            // gh is behind the cache: retry it on the backoff series, not the next interval.
-            wait = wait.min(schedule::backoff(
-                &self.policy,
-                self.gh_failures,
-                &mut self.dice,
-            ));
-        }
+        let wait = schedule::next_wait(&self.policy, outcome, self.failures, now, &mut self.dice);
         self.log_and_record(&outcomes, Some(now + wait));
         Ok(wait)
     }
@@ -408,7 +420,17 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
                 }
                 Err(e) => {
                     failed = true;
-                    tracing::warn!(host = %host, class = %e.class(), error = %e, "gh login failed; git is unaffected, retrying gh soon");
+                    let previous = self
+                        .status
+                        .hosts
+                        .get(host)
+                        .and_then(|h| h.gh_login.as_ref())
+                        .map(|a| a.class);
+                    if previous == Some(e.class()) {
+                        tracing::info!(host = %host, class = %e.class(), error = %e, "gh login failed again");
+                    } else {
+                        tracing::warn!(host = %host, class = %e.class(), error = %e, "gh login failed; git is unaffected, retrying gh on the backoff series");
+                    }
                 }
             }
             self.status.hosts.entry(host.clone()).or_default().gh_login = Some(attempt);

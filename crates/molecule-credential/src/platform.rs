@@ -126,7 +126,7 @@ impl PlatformClient {
     /// Builds a client for `config`.
     pub fn new(config: &Config) -> Result<Self> {
         Ok(Self {
-            http: http_client(config.http_timeout)?,
+            http: http_client(config.http_timeout, Tls::for_url(&config.platform_url))?,
             endpoint: endpoint(config),
             configs_dir: config.configs_dir.clone(),
             org_id: config.org_id.clone(),
@@ -151,24 +151,68 @@ impl PlatformClient {
     }
 }
 
+/// Whether a client will need to verify server certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// `https://`: the system's roots (and `SSL_CERT_FILE`), through rustls-platform-verifier.
+    Verify,
+    /// Plain `http://` only: no root store is loaded. Loading the system's ~140 roots costs
+    /// ~10 ms, which on a cold `get` against the default `http://` platform was most of the
+    /// call; a client that never sees a certificate has nothing to verify.
+    PlainHttpOnly,
+}
+
+impl Tls {
+    /// What a client for `url` needs.
+    pub fn for_url(url: &str) -> Self {
+        if url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        {
+            Tls::PlainHttpOnly
+        } else {
+            Tls::Verify
+        }
+    }
+}
+
 /// Builds the one kind of HTTP client this project uses: rustls (ring), no redirects (a
 /// redirect would carry our bearer somewhere we did not configure), connect ≤ 3 s, and a whole
 /// budget of `timeout` per call.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+pub fn http_client(timeout: Duration, tls: Tls) -> Result<reqwest::Client> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("molecule-credential/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .timeout(timeout)
-        .pool_max_idle_per_host(1)
-        .build()
-        .map_err(|e| {
-            Error::new(
-                Class::LocalConfig,
-                format!("building the HTTP client: {}", root_cause(&e)),
-            )
-        })
+        .pool_max_idle_per_host(1);
+    let builder = match tls {
+        Tls::Verify => builder,
+        Tls::PlainHttpOnly => {
+            // An empty root store: should an https URL ever reach this client (a proxy, say),
+            // it fails closed rather than trusting anything.
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| {
+                Error::new(
+                    Class::LocalConfig,
+                    format!("building the TLS configuration: {e}"),
+                )
+            })?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            builder.tls_backend_preconfigured(config)
+        }
+    };
+    builder.build().map_err(|e| {
+        Error::new(
+            Class::LocalConfig,
+            format!("building the HTTP client: {}", root_cause(&e)),
+        )
+    })
 }
 
 /// What came back from one HTTP call, body capped.
@@ -583,6 +627,18 @@ mod tests {
             endpoint(&c),
             "http://p:8080/workspaces/ws-1/github-installation-token"
         );
+    }
+
+    #[test]
+    fn tls_roots_only_for_https() {
+        assert_eq!(
+            Tls::for_url("http://host.docker.internal:8080"),
+            Tls::PlainHttpOnly
+        );
+        assert_eq!(Tls::for_url("HTTP://x"), Tls::PlainHttpOnly);
+        assert_eq!(Tls::for_url("https://platform.example"), Tls::Verify);
+        assert!(http_client(Duration::from_secs(1), Tls::PlainHttpOnly).is_ok());
+        assert!(http_client(Duration::from_secs(1), Tls::Verify).is_ok());
     }
 
     #[test]

@@ -95,23 +95,30 @@ fn a_gh_that_refuses_gh_token_is_still_driven() {
 #[test]
 fn a_failing_gh_is_reported_and_retried_not_swallowed() {
     let server = MockServer::start();
-    server.mock(|when, then| {
+    let platform = server.mock(|when, then| {
         when.path("/admin/github-installation-token");
         then.status(200)
             .body(r#"{"token":"ghs_gh_fails","expires_at":"2999-01-01T00:00:00Z"}"#);
     });
     let mut p = Proc::new(&server.base_url());
     install_fake_gh(&mut p);
-    // gh that fails the way a rejected token does.
+    // A gh that fails the way a rejected token does, counting its calls.
     std::fs::write(
         p.path("bin/gh"),
-        "#!/bin/sh\necho 'error validating token: HTTP 401: Bad credentials (https://api.github.com/) ghs_gh_fails' >&2\nexit 1\n",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$FAKE_GH_STATE/calls\"\necho 'error validating token: HTTP 401: Bad credentials (https://api.github.com/) ghs_gh_fails' >&2\nexit 1\n",
     )
     .unwrap();
+    let logins = || {
+        std::fs::read_to_string(p.path("ghstate/calls"))
+            .unwrap_or_default()
+            .matches("auth login")
+            .count()
+    };
     let mut daemon = p.spawn("d.log", &[]);
+    // The first login fails at start; a retry follows on the backoff series (within 15 s).
     assert!(
-        wait_for(10, || p.log("d.log").contains("gh login failed")),
-        "{}",
+        wait_for(30, || logins() >= 2),
+        "gh was not retried: {}",
         p.log("d.log")
     );
     signal(&daemon, "TERM");
@@ -121,6 +128,23 @@ fn a_failing_gh_is_reported_and_retried_not_swallowed() {
     assert!(
         log.contains("ghs_[REDACTED]") && !log.contains("ghs_gh_fails"),
         "gh's stderr is redacted: {log}"
+    );
+    assert_eq!(
+        log.matches("gh login failed;").count(),
+        1,
+        "one warning per change of state: {log}"
+    );
+    assert!(log.contains("gh login failed again"), "{log}");
+    // Regression: a gh retry used to run a whole refresh cycle (skipped as "refreshed moments
+    // ago" for a minute, then a platform call per gh retry).
+    assert!(
+        !log.contains("another process refreshed moments ago"),
+        "a gh retry ran a refresh cycle: {log}"
+    );
+    assert_eq!(
+        platform.calls(),
+        1,
+        "retrying gh must not call the platform"
     );
     let status = std::fs::read_to_string(p.path("cache/daemon.status.json")).unwrap();
     assert!(

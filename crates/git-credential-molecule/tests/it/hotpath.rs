@@ -77,3 +77,27 @@ fn a_miss_does_use_the_network_for_contrast() {
         "the check above would be vacuous"
     );
 }
+
+/// Regression: building the HTTP client loaded and parsed every system root certificate (443
+/// files here, ~10 ms), even for the default plain-http platform, which made a cold get take
+/// 14 ms instead of 2.4.
+#[test]
+fn a_miss_against_an_http_platform_reads_no_certificates() {
+    let server = MockServer::start();
+    server.mock(|when, then| {
+        when.path(ADMIN_PATH);
+        then.status(200)
+            .body(token_body(&long_token("nocerts"), 3600));
+    });
+    let mut sb = Sandbox::new();
+    sb.platform(&server.base_url());
+    let trace = syscalls_of_get(&sb);
+    let opened_certs: Vec<&str> = trace
+        .lines()
+        .filter(|l| {
+            l.contains("open")
+                && (l.contains("/etc/ssl") || l.contains("certs") || l.contains(".pem"))
+        })
+        .collect();
+    assert!(opened_certs.is_empty(), "{opened_certs:?}");
+}

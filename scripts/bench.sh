@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The benchmark suite: one run, one table, every figure beside its target and its peer.
+#
+#   scripts/bench.sh [--quick]
+#
+# Builds release binaries (static musl when the musl target and musl-gcc are installed, as
+# scripts/install.sh and the Dockerfile ship them; glibc otherwise), then runs
+# molecule-bench: (a) git credential fill beside git's credential-store, credential-cache and
+# gh; (b) the helper run directly; (c) a cold get from a loopback platform; (d) a 64-process
+# stampede; (e) the daemon idle for 60 s; (f) the fleet simulation. --quick cuts the runs and
+# the idle time for a smoke test. Needs git; gh is measured when installed. Loopback only.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+runs=300 idle=60 trials=20
+if [ "${1:-}" = --quick ]; then runs=30 idle=5 trials=3; fi
+
+musl=x86_64-unknown-linux-musl
+if rustup target list --installed 2>/dev/null | grep -qx "$musl" && command -v musl-gcc >/dev/null; then
+  echo "bench.sh: building static (musl) release binaries" >&2
+  CC_x86_64_unknown_linux_musl=musl-gcc cargo build --quiet --release --locked --target "$musl" \
+    -p git-credential-molecule -p gh-token-refresh
+  bins=$root/target/$musl/release
+  build="static musl"
+else
+  echo "bench.sh: building glibc release binaries (rustup target add $musl and apt-get install musl-tools for static ones)" >&2
+  cargo build --quiet --release --locked -p git-credential-molecule -p gh-token-refresh
+  bins=$root/target/release
+  build="glibc"
+fi
+cargo build --quiet --release --locked -p molecule-bench
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+echo "Hardware: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM, Linux $(uname -r); git $(git --version | cut -d' ' -f3)$(command -v gh >/dev/null && gh --version | head -n1 | sed 's/gh version \([^ ]*\).*/, gh \1/'); $build release build; $(date -u +%Y-%m-%d)"
+echo "Command: scripts/bench.sh $*"
+echo
+"$root/target/release/molecule-bench" --helper "$bins/git-credential-molecule" --daemon "$bins/gh-token-refresh" \
+  --runs "$runs" --idle-secs "$idle" --trials "$trials"
