@@ -65,6 +65,22 @@ pub struct Document {
     pub extra: Map<String, Value>,
 }
 
+impl Document {
+    /// Parses a `tokens.json` document (what [`CacheDir::read`] does after its file checks).
+    /// Errors name the position only, never content.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        parse_document(bytes, Path::new(TOKENS_FILE))
+    }
+
+    /// The bytes [`TokensLock::write`] writes for this document.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|_| Error::new(Class::LocalConfig, "serialising the token cache failed"))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
+
 impl Default for Document {
     fn default() -> Self {
         Self {
@@ -545,14 +561,7 @@ impl TokensLock<'_> {
 
     /// Replaces the document atomically and releases the lock.
     pub fn write(self, doc: &Document) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| {
-            Error::new(
-                Class::LocalConfig,
-                format!("serialising the token cache: {}", e.classify() as u8),
-            )
-        })?;
-        bytes.push(b'\n');
-        self.dir.replace(TOKENS_FILE, &bytes)
+        self.dir.replace(TOKENS_FILE, &doc.to_vec()?)
     }
 }
 

@@ -13,6 +13,7 @@ mod commands;
 mod git;
 mod hotpath;
 mod platform;
+mod props;
 mod protocol;
 mod secrecy;
 mod stampede;
