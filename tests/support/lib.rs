@@ -5,6 +5,8 @@
 //! - [`authority`]: which tokens are valid right now, shared by every stand-in.
 //! - [`git_server`]: HTTPS smart-HTTP git backed by the real `git http-backend`.
 //! - [`ghe`]: a GitHub Enterprise API stand-in, enough for `gh auth login` and `gh api`.
+//! - [`github_api`]: the GitHub REST API as a GitHub App sees it: strict JWT checks, a
+//!   skewable clock, installation discovery and scoped installation tokens.
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
@@ -16,13 +18,18 @@ pub mod authority;
 pub mod ghe;
 pub mod git_server;
 pub mod gitcmd;
+pub mod github_api;
 pub mod netns;
 pub mod platform;
 mod server;
 pub mod tls;
 
-pub use authority::{Issued, TokenAuthority};
+pub use authority::{Issued, TokenAuthority, owner_scoped_rule};
 pub use ghe::GheServer;
 pub use git_server::{GitServer, init_bare_repo};
+pub use github_api::{
+    GithubApi, GithubApiOptions, Installation, IssuedInfo, OwnerKind, RequestRecord,
+    test_app_key_path, test_app_public_key_path,
+};
 pub use platform::{Fault, PlatformOptions, PlatformStandIn};
 pub use tls::TestCa;
