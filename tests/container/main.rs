@@ -16,5 +16,7 @@
 mod entrypoint;
 mod hour;
 mod install;
+mod redaction;
 mod respawn;
+mod soak;
 mod support;

@@ -14,7 +14,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     logging::install_panic_hook(NAME);
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(molecule_credential::cli::print_clap_error(&e)),
+    };
     let loaded = Config::from_env(&cli.overrides());
     if let Some(w) = logging::init(&loaded.config, Style::Timestamped) {
         tracing::warn!("{w}");

@@ -93,11 +93,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
                 ));
                 return 2;
             }
-            Err(e) => {
-                let code = if e.use_stderr() { 2 } else { 0 };
-                let _ = e.print();
-                return code;
-            }
+            Err(e) => return molecule_credential::cli::print_clap_error(&e),
         },
     };
     let loaded = Config::from_env(&overrides);

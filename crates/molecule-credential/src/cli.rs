@@ -1,7 +1,25 @@
 //! Command-line flags that override configuration variables, shared by both binaries so a
 //! flag means the same everywhere. Each flag maps to the variable it overrides.
 
+use std::io::Write;
+
 use crate::config::{Overrides, vars};
+use crate::logging::redact;
+
+/// Prints clap's message (help, version, or a usage error) with token-shaped arguments
+/// redacted: clap quotes what it could not parse, and argv may hold a token. Returns the exit
+/// code clap would use.
+pub fn print_clap_error(e: &clap::Error) -> u8 {
+    let text = e.render().to_string();
+    let text = redact(&text);
+    if e.use_stderr() {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        2
+    } else {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        0
+    }
+}
 
 /// Flags of the same meaning as the environment variables of DESIGN.md; a flag beats its
 /// variable.

@@ -118,25 +118,49 @@ pub fn read_request(input: impl BufRead) -> Result<Request> {
 }
 
 fn apply(request: &mut Request, key: &str, value: &str) -> Result<()> {
-    let value = || value.to_owned();
     match key {
-        "protocol" => request.protocol = Some(value()),
-        "host" => request.host = Some(value()),
-        "path" => request.path = Some(value()),
-        "username" => request.username = Some(value()),
-        "password" => request.password = Some(Secret::new(value())),
-        "capability[]" => request.capabilities.push(value()),
-        "url" => apply_url(request, &value())?,
+        "protocol" => set_once(&mut request.protocol, key, value),
+        "host" => set_once(&mut request.host, key, value),
+        "path" => set_once(&mut request.path, key, value),
+        "username" => set_once(&mut request.username, key, value),
+        "password" => match &request.password {
+            Some(p) if !p.eq_str(value) => Err(conflict(key)),
+            _ => {
+                request.password = Some(Secret::new(value.to_owned()));
+                Ok(())
+            }
+        },
+        "capability[]" => {
+            request.capabilities.push(value.to_owned());
+            Ok(())
+        }
+        "url" => apply_url(request, value),
         // wwwauth[], quit, password_expiry_utc, oauth_refresh_token, authtype, credential,
         // ephemeral, state[], continue and anything newer: not ours to act on.
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// `url=` stands for its parts, as git's `credential_from_url` treats it: what was read before
-/// is replaced. The host is kept exactly as written (no percent-decoding), so an encoded host
-/// can never decode into one we serve.
+fn conflict(key: &str) -> Error {
+    bad(format!("credential input gives {key} two different values"))
+}
+
+/// git never sends an attribute twice with different values. A request that does was built
+/// by something that let a newline through (CVE-2024-53263, Git LFS: `url=https://evil/`
+/// followed by an injected `host=github.com`), and the later line must not win.
+fn set_once(slot: &mut Option<String>, key: &str, value: &str) -> Result<()> {
+    match slot {
+        Some(old) if old != value => Err(conflict(key)),
+        _ => {
+            *slot = Some(value.to_owned());
+            Ok(())
+        }
+    }
+}
+
+/// `url=` stands for its parts (git's `credential_from_url`). The host is kept exactly as
+/// written (no percent-decoding), so an encoded host can never decode into one we serve. Parts
+/// already given on their own lines must agree with it (see [`set_once`]).
 fn apply_url(request: &mut Request, url: &str) -> Result<()> {
     let (protocol, rest) = url
         .split_once("://")
@@ -156,13 +180,20 @@ fn apply_url(request: &mut Request, url: &str) -> Result<()> {
         },
         None => (None, None),
     };
-    request.protocol = Some(protocol.to_owned());
-    request.host = Some(host.to_owned());
-    request.path = path
-        .map(|p| p.trim_end_matches('/').to_owned())
-        .filter(|p| !p.is_empty());
-    request.username = username.map(str::to_owned);
-    request.password = password.map(|p| Secret::new(p.to_owned()));
+    set_once(&mut request.protocol, "protocol", protocol)?;
+    set_once(&mut request.host, "host", host)?;
+    if let Some(path) = path
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        set_once(&mut request.path, "path", path)?;
+    }
+    if let Some(name) = username {
+        set_once(&mut request.username, "username", name)?;
+    }
+    if let Some(pass) = password {
+        apply(request, "password", pass)?;
+    }
     Ok(())
 }
 
@@ -238,9 +269,8 @@ mod tests {
     }
 
     #[test]
-    fn url_is_split_and_replaces_earlier_parts() {
-        let r =
-            parse(b"host=evil.test\nurl=https://user:pw@GitHub.com:443/acme/repo.git/\n").unwrap();
+    fn url_is_split() {
+        let r = parse(b"url=https://user:pw@GitHub.com:443/acme/repo.git/\n").unwrap();
         assert_eq!(r.protocol.as_deref(), Some("https"));
         assert_eq!(r.host.as_deref(), Some("GitHub.com:443"));
         assert_eq!(r.path.as_deref(), Some("acme/repo.git"));
@@ -253,6 +283,29 @@ mod tests {
 
         let r = parse(b"url=https:///repo\n").unwrap();
         assert_eq!(r.host.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn conflicting_attributes_are_rejected() {
+        // CVE-2024-53263 (Git LFS): an injected second host line must not win.
+        for input in [
+            &b"url=https://evil.test/\nhost=github.com\n"[..],
+            b"host=evil.test\nurl=https://github.com/\n",
+            b"protocol=https\nhost=evil.test\nhost=github.com\n",
+            b"protocol=http\nprotocol=https\nhost=github.com\n",
+            b"protocol=https\nhost=github.com\npath=a\npath=b\n",
+            b"password=a\npassword=b\n",
+        ] {
+            let e = parse(input).expect_err("conflict");
+            assert!(e.message().contains("two different values"), "{e}");
+        }
+        // Repeating the same value is harmless.
+        let r = parse(
+            b"protocol=https\nhost=github.com\nurl=https://github.com/acme/x\nhost=github.com\n",
+        )
+        .unwrap();
+        assert_eq!(r.host.as_deref(), Some("github.com"));
+        assert_eq!(r.path.as_deref(), Some("acme/x"));
     }
 
     #[test]

@@ -138,7 +138,17 @@ impl<'a> Broker<'a> {
         } else {
             self.lock_wait()
         };
-        let Some(lock) = self.cache.refresh_lock(wait)? else {
+        let lock = match self.cache.refresh_lock(wait) {
+            Ok(lock) => lock,
+            // A cache we can read but not lock (read-only, full): coordination is lost, but
+            // git must still get a token. Mint without the lock; the write will fail the same
+            // way and the token is served uncached.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take refresh.lock; minting without single-flight");
+                return self.mint_unlocked(key, source, usable, mint);
+            }
+        };
+        let Some(lock) = lock else {
             return match usable {
                 Some(entry) => Ok(Served::Degraded { entry, cause: None }),
                 None => self.fall_back(Error::new(
@@ -180,6 +190,25 @@ impl<'a> Broker<'a> {
                     None => self.fall_back(cause),
                 }
             }
+        }
+    }
+
+    fn mint_unlocked(
+        &self,
+        key: &str,
+        source: &str,
+        usable: Option<Entry>,
+        mint: impl FnOnce() -> Result<Minted>,
+    ) -> Result<Served> {
+        match mint() {
+            Ok(m) => Ok(Served::Fresh(self.store_minted(key, source, m))),
+            Err(cause) => match usable {
+                Some(entry) => Ok(Served::Degraded {
+                    entry,
+                    cause: Some(cause),
+                }),
+                None => self.fall_back(cause),
+            },
         }
     }
 
@@ -257,11 +286,13 @@ impl<'a> Broker<'a> {
     ) -> Result<Begin<'_>> {
         if let Some(window) = skip_if_newer_than {
             let now = self.now();
-            if let Some(e) = self
-                .cache
-                .entry(key)?
-                .filter(|e| e.is_fresh(now, self.config.margin) && e.fetched_at + window > now)
-            {
+            if let Some(e) = self.cache.entry(key)?.filter(|e| {
+                // A fetch "in the future" means the wall clock went back: recency cannot be
+                // trusted, and the next fetch re-anchors expiry on the platform's Date.
+                e.is_fresh(now, self.config.margin)
+                    && e.fetched_at <= now
+                    && e.fetched_at + window > now
+            }) {
                 return Ok(Begin::AlreadyFresh(e));
             }
         }
@@ -515,6 +546,34 @@ mod tests {
             std::fs::read(cache.path().join("tokens.json")).unwrap(),
             before
         );
+    }
+
+    #[test]
+    fn a_fetch_in_the_future_is_not_recent() {
+        // Regression: after the wall clock went back, "fetched moments ago" held for hours and
+        // the daemon skipped every scheduled refresh.
+        let (_t, config, cache, clock) = setup();
+        cache
+            .offer(
+                "github.com",
+                Entry::new(
+                    Secret::new("ghs_then".into()),
+                    clock.0 + time::Duration::minutes(60),
+                    clock.0 + time::Duration::hours(2),
+                    SOURCE_PLATFORM,
+                ),
+            )
+            .unwrap();
+        let b = Broker::new(&config, &cache, &clock);
+        let r = b
+            .refresh(
+                "github.com",
+                SOURCE_PLATFORM,
+                Some(Duration::from_secs(60)),
+                || Ok(minted("ghs_now", clock.0, 61)),
+            )
+            .unwrap();
+        assert!(matches!(r, Refreshed::Minted { written: true, .. }));
     }
 
     #[test]

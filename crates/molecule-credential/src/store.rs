@@ -533,6 +533,22 @@ fn parse_document(bytes: &[u8], path: &Path) -> Result<Document> {
             ),
         )
     })?;
+    // A token read back goes into git's line protocol as is: one with a newline would inject
+    // lines, whoever wrote the file.
+    if let Some(host) = doc
+        .entries
+        .iter()
+        .find(|(_, e)| !crate::secret::is_valid_token(e.token.expose()))
+        .map(|(h, _)| h)
+    {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{}: the entry for {host} holds a malformed token; remove the file to start over",
+                path.display()
+            ),
+        ));
+    }
     if doc.version != DOCUMENT_VERSION {
         return Err(Error::new(
             Class::LocalConfig,
@@ -779,6 +795,10 @@ mod tests {
             (r#"{"version":"ghs_SECRET"}"#, "not a valid token cache"),
             ("{not json", "not a valid token cache"),
             (r#"{"version":2,"entries":{}}"#, "has version 2"),
+            (
+                r#"{"version":1,"entries":{"github.com":{"token":"ghs_x\nhost=evil","expires_at":"2099-01-01T00:00:00Z","fetched_at":"2026-01-01T00:00:00Z","source":"platform"}}}"#,
+                "malformed token",
+            ),
         ] {
             fs::write(&file, raw).unwrap();
             fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();

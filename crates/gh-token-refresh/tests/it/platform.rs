@@ -20,7 +20,7 @@ async fn three_500s_back_off_then_recover() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &server.base_url(), &[]);
     let clock = TokioClock::new();
-    let minter = HttpMinter::new(&config, clock);
+    let minter = HttpMinter::new(&config, clock.clone());
     let (signals, controls) = signals();
     let mut healthy = None;
     run_daemon(&config, &clock, &minter, None, signals, async {
@@ -56,7 +56,7 @@ async fn a_persistent_401_over_three_hours_costs_four_requests() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &server.base_url(), &[]);
     let clock = TokioClock::new();
-    let minter = HttpMinter::new(&config, clock);
+    let minter = HttpMinter::new(&config, clock.clone());
     let (signals, controls) = signals();
     run_daemon(&config, &clock, &minter, None, signals, async {
         until(&clock, 3.0 * 3600.0 - 1.0).await;
@@ -89,7 +89,7 @@ async fn rate_limited_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &server.base_url(), &[]);
     let clock = TokioClock::new();
-    let minter = HttpMinter::new(&config, clock);
+    let minter = HttpMinter::new(&config, clock.clone());
     let (signals, controls) = signals();
     run_daemon(&config, &clock, &minter, None, signals, async {
         until(&clock, 60.0).await;

@@ -20,7 +20,7 @@ async fn play(
     let config = config(dir.path(), "http://127.0.0.1:9", &[]);
     let clock = TokioClock::new();
     prepare(&CacheDir::open(&config.cache_dir).unwrap(), &clock);
-    let minter = Scripted::new(clock, steps);
+    let minter = Scripted::new(clock.clone(), steps);
     let (signals, controls) = signals();
     let code = run_daemon(&config, &clock, &minter, None, signals, async {
         until(&clock, stop_at).await;
@@ -168,7 +168,7 @@ async fn sighup_refreshes_now() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "http://127.0.0.1:9", &[]);
     let clock = TokioClock::new();
-    let minter = Scripted::new(clock, vec![Step::Token(HOUR)]);
+    let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
     let (signals, controls) = signals();
     run_daemon(&config, &clock, &minter, None, signals, async {
         until(&clock, 100.0).await;
@@ -186,7 +186,7 @@ async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "http://127.0.0.1:9", &[]);
     let clock = TokioClock::new();
-    let minter = Scripted::new(clock, vec![Step::Hang]);
+    let minter = Scripted::new(clock.clone(), vec![Step::Hang]);
     let (signals, controls) = signals();
     let code = run_daemon(&config, &clock, &minter, None, signals, async {
         until(&clock, 5.0).await;
@@ -208,4 +208,49 @@ async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
         "{names:?}"
     );
     assert!(!config.cache_dir.join("tokens.json").exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wall_clock_jumping_is_read_at_every_wake() {
+    {
+        // Forward: two hours pass for the wall clock while the daemon sleeps (a resumed VM). At its
+        // next wake the token it holds is dead by the wall clock; the refresh after that is
+        // scheduled from the new reading, not the old one.
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "http://127.0.0.1:9", &[]);
+        let clock = TokioClock::new();
+        let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
+        let (signals, controls) = signals();
+        run_daemon(&config, &clock, &minter, None, signals, async {
+            until(&clock, 600.0).await;
+            clock.jump(2 * 3600);
+            until(&clock, 6000.0).await;
+            controls.stop.send(()).unwrap();
+        })
+        .await;
+        assert_eq!(minter.times(), [0.0, 2700.0, 5400.0]);
+        let doc = CacheDir::open(&config.cache_dir).unwrap().read().unwrap();
+        use molecule_credential::clock::Clock;
+        assert!(
+            doc.entries["github.com"].expires_at > clock.now(),
+            "the cache holds a live token"
+        );
+    }
+    {
+        // Backward: the wall clock goes back two hours. The held token looks three hours long;
+        // the interval still bounds the wait.
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "http://127.0.0.1:9", &[]);
+        let clock = TokioClock::new();
+        let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
+        let (signals, controls) = signals();
+        run_daemon(&config, &clock, &minter, None, signals, async {
+            until(&clock, 600.0).await;
+            clock.jump(-2 * 3600);
+            until(&clock, 5500.0).await;
+            controls.stop.send(()).unwrap();
+        })
+        .await;
+        assert_eq!(minter.times(), [0.0, 2700.0, 5400.0]);
+    }
 }

@@ -18,11 +18,13 @@ use molecule_credential::{Error, Result, Secret};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-/// Wall time that advances with tokio's clock, so paused time moves expiries too.
-#[derive(Clone, Copy)]
+/// Wall time that advances with tokio's clock, so paused time moves expiries too; `jump`
+/// moves the wall clock without moving monotonic time (NTP corrections, a resumed VM).
+#[derive(Clone)]
 pub struct TokioClock {
     base: OffsetDateTime,
     start: tokio::time::Instant,
+    jumped: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl TokioClock {
@@ -31,7 +33,14 @@ impl TokioClock {
         Self {
             base: parse_rfc3339("2026-11-22T18:00:00Z").unwrap(),
             start: tokio::time::Instant::now(),
+            jumped: std::sync::Arc::default(),
         }
+    }
+
+    /// Moves the wall clock by `secs` (negative: backwards).
+    pub fn jump(&self, secs: i64) {
+        self.jumped
+            .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Simulated time since the start.
@@ -42,7 +51,9 @@ impl TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> OffsetDateTime {
-        self.base + self.start.elapsed()
+        self.base
+            + self.start.elapsed()
+            + time::Duration::seconds(self.jumped.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 

@@ -10,6 +10,8 @@
 
 mod cache;
 mod commands;
+mod cves;
+mod faults;
 mod git;
 mod hotpath;
 mod platform;
