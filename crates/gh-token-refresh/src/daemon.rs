@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use molecule_credential::clock::{Clock, format_rfc3339};
 use molecule_credential::config::Config;
-use molecule_credential::platform::{Minted, PlatformClient};
+use molecule_credential::platform::Minted;
+use molecule_credential::route::{Target, refresh_targets};
 use molecule_credential::schedule::{self, Dice, Outcome, Policy};
-use molecule_credential::sources::{Begin, Broker, Refreshed, source_name};
+use molecule_credential::sources::{Begin, Broker, Refreshed, Source, source_name};
 use molecule_credential::status::{Attempt, DaemonStatus, HostStatus, STATUS_VERSION};
 use molecule_credential::store::{CacheDir, DaemonLock, Entry};
-use molecule_credential::{Class, Error, Result};
+use molecule_credential::{Class, Error, Result, Secret};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -31,37 +32,64 @@ const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// Where tokens come from.
 pub trait Minter {
-    /// Mints one token.
-    fn mint(&self) -> impl Future<Output = Result<Minted>>;
+    /// Mints one token for `target`; `cached` is what the cache holds for it.
+    fn mint(&self, target: &Target, cached: Option<&Entry>)
+    -> impl Future<Output = Result<Minted>>;
+
+    /// Revokes `token` if this source can (the `github-app` source). `Ok(false)`: it cannot.
+    fn revoke(
+        &self,
+        _target: &Target,
+        _token: &Secret<String>,
+    ) -> impl Future<Output = Result<bool>> {
+        async { Ok(false) }
+    }
 }
 
-/// The platform endpoint, through one long-lived HTTP client.
-pub struct PlatformMinter<'a> {
-    client: PlatformClient,
+/// The configured source (platform or GitHub App), through one long-lived client.
+pub struct SourceMinter<'a> {
+    source: Source,
+    config: &'a Config,
     clock: &'a dyn Clock,
 }
 
-impl<'a> PlatformMinter<'a> {
-    /// A minter for `config`'s platform.
-    pub fn new(config: &Config, clock: &'a dyn Clock) -> Result<Self> {
+impl<'a> SourceMinter<'a> {
+    /// A minter for `config`'s source.
+    pub fn new(config: &'a Config, clock: &'a dyn Clock) -> Result<Self> {
         Ok(Self {
-            client: PlatformClient::new(config)?,
+            source: Source::new(config)?,
+            config,
             clock,
         })
     }
 }
 
-impl std::fmt::Debug for PlatformMinter<'_> {
+impl std::fmt::Debug for SourceMinter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlatformMinter")
-            .field("client", &self.client)
+        f.debug_struct("SourceMinter")
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
 
-impl Minter for PlatformMinter<'_> {
-    async fn mint(&self) -> Result<Minted> {
-        self.client.fetch(|| self.clock.now()).await
+impl Minter for SourceMinter<'_> {
+    async fn mint(&self, target: &Target, cached: Option<&Entry>) -> Result<Minted> {
+        self.source
+            .mint(self.config, target, cached, || self.clock.now())
+            .await
+    }
+
+    async fn revoke(&self, target: &Target, token: &Secret<String>) -> Result<bool> {
+        match &self.source {
+            Source::App(client) => {
+                client
+                    .revoke(&self.config.github_app.api_base(&target.host), token)
+                    .await?;
+                Ok(true)
+            }
+            // A platform token is the workspace's: other containers may hold it too.
+            Source::Platform(_) => Ok(false),
+        }
     }
 }
 
@@ -230,9 +258,42 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
             }
         }
         tracing::info!("shutting down");
+        if self.config.revoke_on_exit {
+            self.revoke_all().await;
+        }
         self.status.next_wake_at = None;
         self.write_status();
         Ok(0)
+    }
+
+    /// `--revoke-on-exit`: revokes every token this source minted that the cache still holds,
+    /// and marks each suspect so no helper serves it again. Bounded: one call per token, each
+    /// within the HTTP budget.
+    async fn revoke_all(&mut self) {
+        let Ok(doc) = self.cache.read() else { return };
+        let source = source_name(self.config);
+        for (key, entry) in doc
+            .entries
+            .iter()
+            .filter(|(_, e)| e.source == source && !e.suspect)
+        {
+            let target = Target::from_key(key);
+            match self.minter.revoke(&target, &entry.token).await {
+                Ok(true) => {
+                    let _ = self.cache.mark_suspect(key, &entry.token);
+                    tracing::info!(host = %key, "revoked the token at shutdown");
+                }
+                Ok(false) => {
+                    tracing::info!(
+                        "the platform's tokens are shared with other holders: not revoking them"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(host = %key, class = %e.class(), "could not revoke the token: {e}")
+                }
+            }
+        }
     }
 
     /// When to try gh again, while its last login failed.
@@ -331,13 +392,16 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         force: bool,
         shutdown: &mut Shutdown,
     ) -> Result<Vec<(String, HostResult)>, Interrupted> {
-        let mut outcomes = Vec::with_capacity(self.config.hosts.len());
-        for host in &self.config.hosts {
-            let result = match self.refresh_host(host, force, shutdown).await? {
+        let doc = self.cache.read().unwrap_or_default();
+        let targets = refresh_targets(self.config, &doc);
+        let mut outcomes = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let cached = doc.entries.get(&target.key());
+            let result = match self.refresh_host(target, cached, force, shutdown).await? {
                 Ok(r) => HostResult::Refreshed(r),
                 Err(e) => HostResult::Failed(e),
             };
-            outcomes.push((host.clone(), result));
+            outcomes.push((target.key(), result));
         }
         Ok(outcomes)
     }
@@ -346,10 +410,13 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
     /// then write under compare-and-swap (never abandoned once started).
     async fn refresh_host(
         &self,
-        host: &str,
+        target: &Target,
+        cached: Option<&Entry>,
         force: bool,
         shutdown: &mut Shutdown,
     ) -> Result<Result<Refreshed>, Interrupted> {
+        let host = target.key();
+        let host = host.as_str();
         let broker = Broker::new(self.config, &self.cache, self.clock);
         let skip = if force {
             None
@@ -377,7 +444,7 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
             }
         };
         let minted = tokio::select! {
-            m = self.minter.mint() => m,
+            m = self.minter.mint(target, cached) => m,
             () = &mut *shutdown => return Err(Interrupted),
         };
         Ok(minted.and_then(|m| permit.complete(source_name(self.config), m)))

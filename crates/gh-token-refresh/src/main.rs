@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gh_token_refresh::daemon::{PlatformMinter, Signals};
+use gh_token_refresh::daemon::{Signals, SourceMinter};
 use gh_token_refresh::gh::Gh;
 use gh_token_refresh::{Cli, Deps, NAME};
 use molecule_credential::clock::SystemClock;
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             }
         };
         let clock = SystemClock;
-        let minter = match PlatformMinter::new(&config, &clock) {
+        let minter = match SourceMinter::new(&config, &clock) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(class = %e.class(), "{e}");

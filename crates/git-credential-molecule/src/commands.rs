@@ -6,19 +6,23 @@ use std::os::unix::process::CommandExt;
 
 use molecule_credential::clock::{Clock, SystemClock, format_rfc3339};
 use molecule_credential::config::{Config, normalize_host, vars};
-use molecule_credential::sources::{Broker, Refreshed, mint_blocking, source_name};
+use molecule_credential::route::{Target, is_owner, refresh_targets};
+use molecule_credential::sources::{Broker, Refreshed, Source, source_name};
 use molecule_credential::store::CacheDir;
 use molecule_credential::{Class, Error};
 
 use crate::helper::{Token, obtain};
 use crate::{report_error, write_error};
 
-/// `--host` for commands that serve one host.
+/// `--host` and `--owner` for commands that serve one target.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TokenArgs {
     /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// Repository owner whose installation mints the token (github-app source)
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
 }
 
 /// `exec` arguments.
@@ -27,6 +31,9 @@ pub struct ExecArgs {
     /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// Repository owner whose installation mints the token (github-app source)
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -37,9 +44,14 @@ pub struct ExecArgs {
     pub command: Vec<OsString>,
 }
 
-/// The configured host `requested` names, or the first configured host.
-pub fn pick_host(config: &Config, requested: Option<&str>) -> Result<String, Error> {
-    match requested {
+/// The target `--host`/`--owner` name: a configured host (default: the first), and an owner
+/// only for the `github-app` source.
+pub fn pick_target(
+    config: &Config,
+    host: Option<&str>,
+    owner: Option<&str>,
+) -> Result<Target, Error> {
+    let host = match host {
         Some(h) => normalize_host(h)
             .filter(|h| config.hosts.contains(h))
             .ok_or_else(|| {
@@ -47,13 +59,38 @@ pub fn pick_host(config: &Config, requested: Option<&str>) -> Result<String, Err
                     Class::LocalConfig,
                     format!("--host {h:?} is not one of MOLECULE_GIT_HOSTS"),
                 )
-            }),
+            })?,
         None => config
             .hosts
             .first()
             .cloned()
-            .ok_or_else(|| Error::new(Class::LocalConfig, "MOLECULE_GIT_HOSTS is empty")),
-    }
+            .ok_or_else(|| Error::new(Class::LocalConfig, "MOLECULE_GIT_HOSTS is empty"))?,
+    };
+    let owner = match owner {
+        None => None,
+        Some(_)
+            if config.token_source != molecule_credential::config::TokenSourceKind::GithubApp =>
+        {
+            return Err(Error::new(
+                Class::LocalConfig,
+                "--owner selects an installation of the github-app source",
+            ));
+        }
+        Some(o) if is_owner(o) => Some(o.to_ascii_lowercase()),
+        Some(o) => {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!("--owner {o:?} is not an owner name"),
+            ));
+        }
+    };
+    Ok(Target { host, owner })
+}
+
+/// `obtain` for a target, with what the cache remembers about it.
+fn obtain_for(config: &Config, target: &Target) -> Result<Token, Error> {
+    let cached = CacheDir::open(&config.cache_dir)?.entry(&target.key())?;
+    obtain(config, target, cached.as_ref())
 }
 
 /// Human form of a duration in seconds: `54m12s`.
@@ -66,17 +103,22 @@ pub fn human_secs(secs: i64) -> String {
     }
 }
 
-/// `refresh`: mint now for every host, whatever the cache holds. Exits with the class of the
-/// first failed fetch: a fallback token does not make this succeed.
+/// `refresh`: mint now for every host (and, with the `github-app` source, every known owner),
+/// whatever the cache holds. Exits with the class of the first failed fetch: a fallback token
+/// does not make this succeed.
 pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
     let cache = CacheDir::open(&config.cache_dir)?;
     let clock = SystemClock;
     let broker = Broker::new(config, &cache, &clock);
+    let source = Source::new(config)?;
+    let doc = cache.read()?;
     let mut code = 0;
-    for host in &config.hosts {
-        match broker.refresh(host, source_name(config), None, || {
-            mint_blocking(config, &clock)
-        }) {
+    for target in refresh_targets(config, &doc) {
+        let key = target.key();
+        let cached = doc.entries.get(&key);
+        let mint =
+            || molecule_credential::block_on(source.mint(config, &target, cached, || clock.now()))?;
+        match broker.refresh(&key, source_name(config), None, mint) {
             Ok(Refreshed::Minted {
                 entry,
                 written,
@@ -91,7 +133,7 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
                 };
                 writeln!(
                     out,
-                    "{host}: ok (http {status}), token expires {} (in {}){note}",
+                    "{key}: ok (http {status}), token expires {} (in {}){note}",
                     format_rfc3339(entry.expires_at),
                     human_secs(left)
                 )
@@ -99,7 +141,7 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
             }
             Ok(Refreshed::AlreadyFresh(_)) => {}
             Err(e) => {
-                report_error(&Error::new(e.class(), format!("{host}: {e}")));
+                report_error(&Error::new(e.class(), format!("{key}: {e}")));
                 if code == 0 {
                     code = e.class().exit_code();
                 }
@@ -112,8 +154,8 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
 /// `token`: print a valid token for scripts (whole source order; exit 69 only when every
 /// source failed).
 pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u8, Error> {
-    let host = pick_host(config, args.host.as_deref())?;
-    let Token { token, .. } = obtain(config, &host)?;
+    let target = pick_target(config, args.host.as_deref(), args.owner.as_deref())?;
+    let Token { token, .. } = obtain_for(config, &target)?;
     writeln!(out, "{}", token.expose()).map_err(|e| write_error(&e))?;
     Ok(0)
 }
@@ -122,8 +164,9 @@ pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u
 /// other than github.com, gh's enterprise variables) set to a fresh token. The token goes into
 /// the environment, never into argv.
 pub fn exec(config: &Config, args: &ExecArgs) -> Result<u8, Error> {
-    let host = pick_host(config, args.host.as_deref())?;
-    let Token { token, .. } = obtain(config, &host)?;
+    let target = pick_target(config, args.host.as_deref(), args.owner.as_deref())?;
+    let host = target.host.clone();
+    let Token { token, .. } = obtain_for(config, &target)?;
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest)

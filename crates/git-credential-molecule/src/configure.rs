@@ -38,6 +38,10 @@ pub struct Args {
     /// Helper value to register (an absolute path skips git's PATH lookup)
     #[arg(long, value_name = "VALUE", default_value = HELPER)]
     pub helper: String,
+    /// Also set credential.https://HOST.useHttpPath, so the repository owner reaches the
+    /// helper (github-app owner routing; on by default for that source with an owner map)
+    #[arg(long)]
+    pub use_http_path: bool,
 }
 
 impl Args {
@@ -48,6 +52,11 @@ impl Args {
             (None, false) => vec!["--global".into()],
         }
     }
+}
+
+/// The config key that makes git send `path` to helpers for `host`.
+pub fn use_http_path_key(host: &str) -> String {
+    format!("credential.https://{host}.useHttpPath")
 }
 
 /// The config key for `host`'s helper list.
@@ -121,6 +130,9 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
         ));
     }
     let scope = args.scope();
+    let use_http_path = args.use_http_path
+        || (config.token_source == molecule_credential::config::TokenSourceKind::GithubApp
+            && !config.github_app.installations.is_empty());
     let want = [String::new(), args.helper.clone()];
     molecule_credential::block_on(async {
         for host in &hosts {
@@ -133,6 +145,17 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
                 "configured"
             };
             writeln!(out, "{key}: {state} ({})", scope.join(" ")).map_err(|e| write_error(&e))?;
+            if use_http_path {
+                let key = use_http_path_key(host);
+                let state = if get_all(&scope, &key).await? == ["true"] {
+                    "already configured"
+                } else {
+                    set(&scope, &["--replace-all", &key, "true"]).await?;
+                    "configured"
+                };
+                writeln!(out, "{key}: {state} ({})", scope.join(" "))
+                    .map_err(|e| write_error(&e))?;
+            }
         }
         Ok(0)
     })?

@@ -1,27 +1,20 @@
 //! The git protocol actions: `get`, `store`, `erase` (DESIGN.md, "The credential protocol").
 
+use std::io::{BufRead, Write};
+
 use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::Config;
-use molecule_credential::protocol::{Answer, Request, read_request, write_answer};
+use molecule_credential::protocol::{Answer, read_request, write_answer};
+use molecule_credential::route::{Target, target};
 use molecule_credential::sources::{Broker, Served, mint_blocking, source_name};
 use molecule_credential::store::{CacheDir, Entry};
 use molecule_credential::{Error, Secret};
-use std::io::{BufRead, Write};
 use time::OffsetDateTime;
 
 use crate::write_error;
 
 /// The username installation tokens go with.
 pub const USERNAME: &str = "x-access-token";
-
-/// The cache key for a request we answer: `Some` only for `protocol=https` and a configured
-/// host (exact, case-insensitive).
-pub fn cache_key(config: &Config, request: &Request) -> Option<String> {
-    if request.protocol.as_deref() != Some("https") {
-        return None;
-    }
-    config.serves_host(request.host.as_deref()?)
-}
 
 /// A token ready to hand out, with the expiry git should be told.
 #[derive(Debug)]
@@ -44,13 +37,17 @@ impl Token {
     }
 }
 
-/// Runs the whole source order for `key` and says on stderr when the answer is degraded or
-/// the fallback.
-pub fn obtain(config: &Config, key: &str) -> Result<Token, Error> {
+/// Runs the whole source order for `target` and says on stderr when the answer is degraded
+/// or the fallback. `cached` is what the caller already read for it (may be stale or suspect:
+/// it still remembers the installation).
+pub fn obtain(config: &Config, target: &Target, cached: Option<&Entry>) -> Result<Token, Error> {
     let cache = CacheDir::open(&config.cache_dir)?;
     let clock = SystemClock;
     let broker = Broker::new(config, &cache, &clock);
-    let served = broker.obtain(key, source_name(config), || mint_blocking(config, &clock))?;
+    let key = target.key();
+    let served = broker.obtain(&key, source_name(config), || {
+        mint_blocking(config, target, cached, &clock)
+    })?;
     Ok(match served {
         Served::Fresh(entry) => Token::fresh(entry, config),
         Served::Degraded { entry, cause } => {
@@ -88,8 +85,8 @@ pub fn obtain(config: &Config, key: &str) -> Result<Token, Error> {
 
 /// `get`: answer from the cache, minting on a miss; print nothing for requests not ours.
 ///
-/// The hot path is the first few lines: parse, match the host, read `tokens.json`, answer.
-/// Only when that cannot answer does it call `start_logging` and run the source order.
+/// The hot path is the first few lines: parse, route, read `tokens.json`, answer. Only when
+/// that cannot answer does it call `start_logging` and run the source order.
 pub fn get(
     config: &Config,
     input: &mut dyn BufRead,
@@ -97,16 +94,16 @@ pub fn get(
     start_logging: &dyn Fn(),
 ) -> Result<(), Error> {
     let request = read_request(input)?;
-    let Some(key) = cache_key(config, &request) else {
+    let Some(target) = target(config, &request) else {
         return Ok(());
     };
     let cache = CacheDir::open(&config.cache_dir)?;
     let now = SystemClock.now();
-    let token = match cache.entry(&key)? {
+    let token = match cache.entry(&target.key())? {
         Some(entry) if entry.is_fresh(now, config.margin) => Token::fresh(entry, config),
-        _ => {
+        cached => {
             start_logging();
-            obtain(config, &key)?
+            obtain(config, &target, cached.as_ref())?
         }
     };
     let Token { token, expiry } = token;
@@ -116,6 +113,7 @@ pub fn get(
             username: USERNAME,
             password: &token,
             password_expiry_utc: expiry.map(OffsetDateTime::unix_timestamp),
+            ephemeral: request.has_capability("authtype"),
         },
     )
     .map_err(|e| write_error(&e))
@@ -127,17 +125,18 @@ pub fn store(input: &mut dyn BufRead) -> Result<(), Error> {
     read_request(input).map(drop)
 }
 
-/// `erase`: a server rejected a credential. If it is the token we cache for that host, mark it
-/// suspect so it is never served from the cache again; any other password changes nothing.
+/// `erase`: a server rejected a credential. If it is the token we cache for that request's
+/// host (and owner), mark it suspect so it is never served from the cache again; any other
+/// credential changes nothing.
 pub fn erase(config: &Config, input: &mut dyn BufRead) -> Result<(), Error> {
     let request = read_request(input)?;
-    let (Some(key), Some(password)) = (cache_key(config, &request), request.password.as_ref())
+    let (Some(target), Some(presented)) = (target(config, &request), request.presented_token())
     else {
         return Ok(());
     };
     let cache = CacheDir::open(&config.cache_dir)?;
-    if cache.mark_suspect(&key, password)? {
-        tracing::info!(host = %key, "a server rejected the cached token; it will not be served again");
+    if cache.mark_suspect(&target.key(), &presented)? {
+        tracing::info!(host = %target.key(), "a server rejected the cached token; it will not be served again");
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use molecule_credential::{Class, Error};
 
 pub mod commands;
 pub mod configure;
+pub mod doctor;
 pub mod helper;
 pub mod report;
 
@@ -53,6 +54,8 @@ pub enum Command {
     Token(commands::TokenArgs),
     /// Run a command with GH_TOKEN and GITHUB_TOKEN set to a fresh token
     Exec(commands::ExecArgs),
+    /// Check the setup end to end; name the command that fixes each problem
+    Doctor(doctor::Args),
     /// Any other action git may send in the future: ignored, as git asks
     #[command(external_subcommand)]
     Other(Vec<OsString>),
@@ -162,6 +165,7 @@ pub fn run(
         Command::Refresh => commands::refresh(config, stdout),
         Command::Token(args) => commands::token(config, &args, stdout),
         Command::Exec(args) => commands::exec(config, &args),
+        Command::Doctor(args) => doctor::run(config, &args, stdout),
     }
 }
 

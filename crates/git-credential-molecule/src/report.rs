@@ -73,6 +73,9 @@ pub struct HostReport {
     /// When it was fetched.
     #[serde(with = "molecule_credential::clock::rfc3339::option")]
     pub fetched_at: Option<OffsetDateTime>,
+    /// The GitHub App installation that minted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
 }
 
 /// The whole report.
@@ -95,19 +98,21 @@ pub fn build(config: &Config, now: OffsetDateTime) -> Result<Report, Error> {
         Some(c) => c.read()?,
         None => Default::default(),
     };
-    let hosts = config
-        .hosts
-        .iter()
-        .map(|host| {
-            let entry = doc.entries.get(host);
+    // Every host, and (github-app) every owner known to the map or the cache.
+    let hosts = molecule_credential::route::refresh_targets(config, &doc)
+        .into_iter()
+        .map(|target| {
+            let host = target.key();
+            let entry = doc.entries.get(&host);
             HostReport {
-                host: host.clone(),
                 state: State::of(entry, now, config),
                 source: entry.map(|e| e.source.clone()),
                 token_length: entry.map(|e| e.token.len()),
                 expires_at: entry.map(|e| e.expires_at),
                 expires_in_sec: entry.map(|e| (e.expires_at - now).whole_seconds()),
                 fetched_at: entry.map(|e| e.fetched_at),
+                installation_id: entry.and_then(|e| e.installation_id),
+                host,
             }
         })
         .collect();

@@ -76,6 +76,15 @@ pub struct ConfigArgs {
     /// GitHub API base URL [env: MOLECULE_GITHUB_API_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub github_api_url: Option<String>,
+    /// host=url,host=url API base per git host [env: MOLECULE_GITHUB_API_URLS]
+    #[arg(long, global = true, value_name = "MAP")]
+    pub github_api_urls: Option<String>,
+    /// Narrow App tokens to these repositories [env: MOLECULE_GITHUB_APP_REPOSITORIES]
+    #[arg(long, global = true, value_name = "NAMES")]
+    pub app_repositories: Option<String>,
+    /// Narrow App tokens to these permissions, name=level,… [env: MOLECULE_GITHUB_APP_PERMISSIONS]
+    #[arg(long, global = true, value_name = "MAP")]
+    pub app_permissions: Option<String>,
 }
 
 /// Flags only the daemon has.
@@ -90,6 +99,9 @@ pub struct ScheduleArgs {
     /// First wait when the cache is fresh, in seconds [env: TOKEN_REFRESH_INITIAL_DELAY_SEC]
     #[arg(long, global = true, value_name = "SECS")]
     pub initial_delay_sec: Option<String>,
+    /// Revoke the App tokens this daemon minted when it stops [env: MOLECULE_REVOKE_ON_EXIT]
+    #[arg(long, global = true)]
+    pub revoke_on_exit: bool,
 }
 
 impl ConfigArgs {
@@ -113,6 +125,9 @@ impl ConfigArgs {
             app_installation_id,
             app_installations,
             github_api_url,
+            github_api_urls,
+            app_repositories,
+            app_permissions,
         } = self.clone();
         let mut o = Overrides::default();
         o.set(vars::PLATFORM_URL, platform_url)
@@ -137,7 +152,10 @@ impl ConfigArgs {
                 app_installation_id,
             )
             .set(vars::MOLECULE_GITHUB_APP_INSTALLATIONS, app_installations)
-            .set(vars::MOLECULE_GITHUB_API_URL, github_api_url);
+            .set(vars::MOLECULE_GITHUB_API_URL, github_api_url)
+            .set(vars::MOLECULE_GITHUB_API_URLS, github_api_urls)
+            .set(vars::MOLECULE_GITHUB_APP_REPOSITORIES, app_repositories)
+            .set(vars::MOLECULE_GITHUB_APP_PERMISSIONS, app_permissions);
         o
     }
 }
@@ -149,9 +167,11 @@ impl ScheduleArgs {
             interval_sec,
             jitter_sec,
             initial_delay_sec,
+            revoke_on_exit,
         } = self.clone();
         o.set(vars::TOKEN_REFRESH_INTERVAL_SEC, interval_sec)
             .set(vars::TOKEN_REFRESH_JITTER_SEC, jitter_sec)
-            .set(vars::TOKEN_REFRESH_INITIAL_DELAY_SEC, initial_delay_sec);
+            .set(vars::TOKEN_REFRESH_INITIAL_DELAY_SEC, initial_delay_sec)
+            .set(vars::MOLECULE_REVOKE_ON_EXIT, revoke_on_exit.then_some("1"));
     }
 }

@@ -54,6 +54,14 @@ pub mod vars {
     pub const MOLECULE_GITHUB_APP_INSTALLATIONS: &str = "MOLECULE_GITHUB_APP_INSTALLATIONS";
     /// GitHub API base URL.
     pub const MOLECULE_GITHUB_API_URL: &str = "MOLECULE_GITHUB_API_URL";
+    /// `host=url,host=url`: the API base per git host (GitHub Enterprise Server, GHE.com).
+    pub const MOLECULE_GITHUB_API_URLS: &str = "MOLECULE_GITHUB_API_URLS";
+    /// Comma-separated repository names to narrow App tokens to.
+    pub const MOLECULE_GITHUB_APP_REPOSITORIES: &str = "MOLECULE_GITHUB_APP_REPOSITORIES";
+    /// `name=level,…` permissions to narrow App tokens to (`contents=read`).
+    pub const MOLECULE_GITHUB_APP_PERMISSIONS: &str = "MOLECULE_GITHUB_APP_PERMISSIONS";
+    /// `1` to revoke App tokens the daemon minted when it stops.
+    pub const MOLECULE_REVOKE_ON_EXIT: &str = "MOLECULE_REVOKE_ON_EXIT";
     /// Fallback token, first choice.
     pub const GH_TOKEN: &str = "GH_TOKEN";
     /// Fallback token, second choice.
@@ -130,8 +138,36 @@ pub struct GithubAppConfig {
     pub installation_id: Option<u64>,
     /// Owner (lower-case) → installation ID.
     pub installations: BTreeMap<String, u64>,
-    /// API base URL, without a trailing slash.
-    pub api_url: String,
+    /// `MOLECULE_GITHUB_API_URL` when set: the API base for every host not in `api_urls`.
+    pub api_url: Option<String>,
+    /// Host → API base, without trailing slashes.
+    pub api_urls: BTreeMap<String, String>,
+    /// Repository names to narrow tokens to (empty: no narrowing).
+    pub repositories: Vec<String>,
+    /// Permission → level to narrow tokens to (empty: all the App has).
+    pub permissions: BTreeMap<String, String>,
+}
+
+impl GithubAppConfig {
+    /// The REST API base for git host `host`: an explicit `MOLECULE_GITHUB_API_URLS` entry;
+    /// else `MOLECULE_GITHUB_API_URL`; else GitHub's own layout: `api.github.com` for
+    /// github.com, `api.HOST` for GHE.com (`*.ghe.com`), `https://HOST/api/v3` for GitHub
+    /// Enterprise Server.
+    pub fn api_base(&self, host: &str) -> String {
+        if let Some(url) = self.api_urls.get(host) {
+            return url.clone();
+        }
+        if let Some(url) = &self.api_url {
+            return url.clone();
+        }
+        if host == "github.com" {
+            DEFAULT_GITHUB_API_URL.to_owned()
+        } else if host.ends_with(".ghe.com") {
+            format!("https://api.{host}")
+        } else {
+            format!("https://{host}/api/v3")
+        }
+    }
 }
 
 /// The whole configuration, immutable once loaded.
@@ -169,6 +205,8 @@ pub struct Config {
     pub token_source: TokenSourceKind,
     /// GitHub App settings.
     pub github_app: GithubAppConfig,
+    /// Revoke App tokens the daemon minted when it stops.
+    pub revoke_on_exit: bool,
     /// `GH_TOKEN` as the process saw it (fallback source 1).
     pub gh_token: Option<Secret<String>>,
     /// `GITHUB_TOKEN` as the process saw it (fallback source 2).
@@ -261,11 +299,36 @@ impl Config {
                 app_id: p.number(vars::MOLECULE_GITHUB_APP_ID),
                 private_key_file: p.path(vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE),
                 installation_id: p.number(vars::MOLECULE_GITHUB_APP_INSTALLATION_ID),
-                installations: p.installations(),
-                api_url: p
-                    .url(vars::MOLECULE_GITHUB_API_URL)
-                    .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_owned()),
+                installations: p.pairs(
+                    vars::MOLECULE_GITHUB_APP_INSTALLATIONS,
+                    "owner=installation-id",
+                    is_name,
+                    |v| v.parse::<u64>().ok(),
+                ),
+                api_url: p.url(vars::MOLECULE_GITHUB_API_URL),
+                api_urls: p
+                    .pairs(
+                        vars::MOLECULE_GITHUB_API_URLS,
+                        "host=url",
+                        |h| normalize_host(h).is_some(),
+                        |v| valid_url(v).then(|| v.trim_end_matches('/').to_owned()),
+                    )
+                    .into_iter()
+                    .filter_map(|(h, u)| Some((normalize_host(&h)?, u)))
+                    .collect(),
+                repositories: p.list(
+                    vars::MOLECULE_GITHUB_APP_REPOSITORIES,
+                    "a repository name",
+                    is_name,
+                ),
+                permissions: p.pairs(
+                    vars::MOLECULE_GITHUB_APP_PERMISSIONS,
+                    "permission=read|write|admin",
+                    is_name,
+                    |v| matches!(v, "read" | "write" | "admin").then(|| v.to_owned()),
+                ),
             },
+            revoke_on_exit: p.flag(vars::MOLECULE_REVOKE_ON_EXIT),
             gh_token: lookup(vars::GH_TOKEN).map(Secret::new),
             github_token: lookup(vars::GITHUB_TOKEN).map(Secret::new),
         };
@@ -331,10 +394,7 @@ impl Parser<'_> {
 
     fn url(&mut self, var: &str) -> Option<String> {
         let v = (self.lookup)(var)?;
-        let ok = (v.starts_with("http://") || v.starts_with("https://"))
-            && v.len() > "https://".len()
-            && v.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
+        if valid_url(&v) {
             Some(v.trim_end_matches('/').to_owned())
         } else {
             self.warn(var, "is not an http:// or https:// URL; using the default");
@@ -429,36 +489,84 @@ impl Parser<'_> {
         hosts
     }
 
-    fn installations(&mut self) -> BTreeMap<String, u64> {
+    /// `key=value,key=value`, keys lower-cased; a bad item is reported by position and
+    /// skipped.
+    fn pairs<V>(
+        &mut self,
+        var: &str,
+        shape: &str,
+        valid_key: impl Fn(&str) -> bool,
+        parse: impl Fn(&str) -> Option<V>,
+    ) -> BTreeMap<String, V> {
         let mut map = BTreeMap::new();
-        let Some(raw) = (self.lookup)(vars::MOLECULE_GITHUB_APP_INSTALLATIONS) else {
+        let Some(raw) = (self.lookup)(var) else {
             return map;
         };
         for (i, item) in raw.split(',').map(str::trim).enumerate() {
             if item.is_empty() {
                 continue;
             }
-            let parsed = item.split_once('=').and_then(|(owner, id)| {
-                let owner = owner.trim();
-                let valid_owner = !owner.is_empty()
-                    && owner
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                Some((owner.to_ascii_lowercase(), id.trim().parse::<u64>().ok()?))
-                    .filter(|_| valid_owner)
+            let parsed = item.split_once('=').and_then(|(k, v)| {
+                let k = k.trim();
+                valid_key(k).then_some(())?;
+                Some((k.to_ascii_lowercase(), parse(v.trim())?))
             });
             match parsed {
-                Some((owner, id)) => {
-                    map.insert(owner, id);
+                Some((k, v)) => {
+                    map.insert(k, v);
                 }
-                None => self.warn(
-                    vars::MOLECULE_GITHUB_APP_INSTALLATIONS,
-                    &format!("entry {} is not owner=installation-id; ignored", i + 1),
-                ),
+                None => self.warn(var, &format!("entry {} is not {shape}; ignored", i + 1)),
             }
         }
         map
     }
+
+    /// A comma-separated list; a bad item is reported by position and skipped.
+    fn list(&mut self, var: &str, what: &str, valid: impl Fn(&str) -> bool) -> Vec<String> {
+        let Some(raw) = (self.lookup)(var) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in raw.split(',').map(str::trim).enumerate() {
+            if item.is_empty() {
+                continue;
+            }
+            if valid(item) {
+                out.push(item.to_owned());
+            } else {
+                self.warn(var, &format!("entry {} is not {what}; ignored", i + 1));
+            }
+        }
+        out
+    }
+
+    fn flag(&mut self, var: &str) -> bool {
+        match (self.lookup)(var)
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("0" | "false" | "no" | "off") => false,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some(_) => {
+                self.warn(var, "is not 1 or 0; using 0");
+                false
+            }
+        }
+    }
+}
+
+/// A GitHub owner, repository or permission name.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_url(v: &str) -> bool {
+    (v.starts_with("http://") || v.starts_with("https://"))
+        && v.len() > "https://".len()
+        && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -498,7 +606,11 @@ mod tests {
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.token_source, TokenSourceKind::Platform);
-        assert_eq!(c.github_app.api_url, "https://api.github.com");
+        assert_eq!(
+            c.github_app.api_base("github.com"),
+            "https://api.github.com"
+        );
+        assert!(!c.revoke_on_exit);
     }
 
     #[test]
@@ -587,6 +699,48 @@ mod tests {
         ] {
             assert_eq!(c.serves_host(bad), None, "{bad:?} must not match");
         }
+    }
+
+    #[test]
+    fn api_base_per_host() {
+        let c = load(&[(
+            "MOLECULE_GITHUB_API_URLS",
+            "ghe.corp:8443=https://ghe.corp:8443/api/v3/, bad",
+        )]);
+        assert_eq!(c.warnings.len(), 1);
+        let a = &c.config.github_app;
+        assert_eq!(a.api_base("github.com"), "https://api.github.com");
+        assert_eq!(a.api_base("acme.ghe.com"), "https://api.acme.ghe.com");
+        assert_eq!(
+            a.api_base("ghe.example.com"),
+            "https://ghe.example.com/api/v3"
+        );
+        assert_eq!(a.api_base("ghe.corp:8443"), "https://ghe.corp:8443/api/v3");
+        let c = load(&[("MOLECULE_GITHUB_API_URL", "http://127.0.0.1:9/")]).config;
+        assert_eq!(c.github_app.api_base("github.com"), "http://127.0.0.1:9");
+        assert_eq!(c.github_app.api_base("anything"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn narrowing_and_flags() {
+        let l = load(&[
+            ("MOLECULE_GITHUB_APP_REPOSITORIES", "app, tools ,bad/name"),
+            (
+                "MOLECULE_GITHUB_APP_PERMISSIONS",
+                "contents=write,metadata=read,issues=owner",
+            ),
+            ("MOLECULE_REVOKE_ON_EXIT", "true"),
+        ]);
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+        assert_eq!(l.config.github_app.repositories, ["app", "tools"]);
+        assert_eq!(
+            l.config.github_app.permissions,
+            BTreeMap::from([
+                ("contents".to_owned(), "write".to_owned()),
+                ("metadata".to_owned(), "read".to_owned())
+            ])
+        );
+        assert!(l.config.revoke_on_exit);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`store`]: `tokens.json` and its locks; atomic, compare-and-swap writes; permission checks.
 //! - [`platform`]: the platform endpoint and the classification of its every answer.
 //! - [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
+//! - [`github_app`]: the `github-app` source (JWTs, minting, discovery, revocation).
+//! - [`route`]: which cache entry and installation a request maps to.
 //! - [`sources`]: the source order and single-flight minting.
 //! - [`error`]: the failure class carried end to end, and exit codes.
 //! - [`secret`]: the `Secret` type. [`logging`]: stderr logs with token redaction.
@@ -25,9 +27,11 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fallback;
+pub mod github_app;
 pub mod logging;
 pub mod platform;
 pub mod protocol;
+pub mod route;
 pub mod schedule;
 pub mod secret;
 pub mod sources;

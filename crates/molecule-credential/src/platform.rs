@@ -44,6 +44,8 @@ pub struct Minted {
     pub expiry_known: bool,
     /// The HTTP status of the answer.
     pub status: u16,
+    /// The GitHub App installation that minted it (the `github-app` source).
+    pub installation_id: Option<u64>,
 }
 
 /// The endpoint URL for this configuration.
@@ -224,6 +226,8 @@ pub struct RawResponse {
     pub retry_after: Option<Duration>,
     /// The server's `Date`, for clock skew.
     pub date: Option<OffsetDateTime>,
+    /// GitHub's `x-ratelimit-remaining`.
+    pub ratelimit_remaining: Option<u64>,
     /// The body, or `None` when it was larger than [`MAX_BODY`].
     pub body: Option<Vec<u8>>,
 }
@@ -251,6 +255,10 @@ pub async fn get_capped(
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_date);
+        let ratelimit_remaining = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let too_long = response
             .content_length()
             .is_some_and(|n| n > MAX_BODY as u64);
@@ -270,6 +278,7 @@ pub async fn get_capped(
             status,
             retry_after,
             date,
+            ratelimit_remaining,
             body,
         })
     };
@@ -381,10 +390,18 @@ pub fn classify(response: &RawResponse, now: OffsetDateTime) -> Result<Minted> {
             );
         }
     }
+    parse_token_body(response, now, "the platform")
+}
+
+/// Reads `{"token": …, "expires_at": …}` from a successful answer (the platform's and GitHub's
+/// share this shape). `who` names the source in messages, which never quote the body.
+pub fn parse_token_body(response: &RawResponse, now: OffsetDateTime, who: &str) -> Result<Minted> {
+    let status = response.status;
+    let fail = |class: Class, message: String| Err(Error::new(class, message).with_status(status));
     let Some(body) = &response.body else {
         return fail(
             Class::Protocol,
-            "the platform's answer is larger than 64 KiB",
+            format!("{who}'s answer is larger than 64 KiB"),
         );
     };
     let parsed: TokenBody = match serde_json::from_slice(body) {
@@ -393,8 +410,8 @@ pub fn classify(response: &RawResponse, now: OffsetDateTime) -> Result<Minted> {
         Err(e) => {
             return fail(
                 Class::Protocol,
-                &format!(
-                    "the platform's answer is not the expected JSON (line {}, column {})",
+                format!(
+                    "{who}'s answer is not the expected JSON (line {}, column {})",
                     e.line(),
                     e.column()
                 ),
@@ -404,15 +421,15 @@ pub fn classify(response: &RawResponse, now: OffsetDateTime) -> Result<Minted> {
     let token = match parsed.token {
         Some(t) if is_valid_token(&t) => t,
         Some(t) if t.is_empty() => {
-            return fail(Class::Protocol, "the platform answered an empty token");
+            return fail(Class::Protocol, format!("{who} answered an empty token"));
         }
         Some(_) => {
             return fail(
                 Class::Protocol,
-                "the platform's token has characters a token cannot have",
+                format!("{who}'s token has characters a token cannot have"),
             );
         }
-        None => return fail(Class::Protocol, "the platform's answer has no token"),
+        None => return fail(Class::Protocol, format!("{who}'s answer has no token")),
     };
     let (expires_at, expiry_known) = match parsed.expires_at.as_deref().and_then(parse_rfc3339) {
         Some(at) => (effective_expiry(at, now, response.date), true),
@@ -421,7 +438,7 @@ pub fn classify(response: &RawResponse, now: OffsetDateTime) -> Result<Minted> {
     if expires_at <= now {
         return fail(
             Class::Protocol,
-            "the platform answered a token that has already expired",
+            format!("{who} answered a token that has already expired"),
         );
     }
     Ok(Minted {
@@ -429,6 +446,7 @@ pub fn classify(response: &RawResponse, now: OffsetDateTime) -> Result<Minted> {
         expires_at: expires_at.min(now + MAX_LIFETIME),
         expiry_known,
         status,
+        installation_id: None,
     })
 }
 
@@ -459,6 +477,7 @@ mod tests {
             status,
             retry_after: None,
             date: None,
+            ratelimit_remaining: None,
             body: Some(body.as_bytes().to_vec()),
         }
     }

@@ -7,6 +7,9 @@
 
 use std::io::{BufRead, Read, Write};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::error::{Class, Error, Result};
 use crate::secret::Secret;
 
@@ -56,12 +59,34 @@ pub struct Request {
     pub password: Option<Secret<String>>,
     /// `capability[]=`: what this git understands (`authtype`, `state`).
     pub capabilities: Vec<String>,
+    /// `authtype=` (git ≥ 2.46): the scheme of `credential`, e.g. `Basic`.
+    pub authtype: Option<String>,
+    /// `credential=` (git ≥ 2.46): the pre-encoded credential, sent back with `erase`.
+    pub credential: Option<Secret<String>>,
 }
 
 impl Request {
     /// Whether git announced `capability[]=NAME`.
     pub fn has_capability(&self, name: &str) -> bool {
         self.capabilities.iter().any(|c| c == name)
+    }
+
+    /// The token the caller presents: `password=`, or the password inside a
+    /// `authtype=Basic` + `credential=` pair (what git ≥ 2.46 sends back with `erase` after we
+    /// answered that way).
+    pub fn presented_token(&self) -> Option<Secret<String>> {
+        if let Some(p) = &self.password {
+            return Some(p.clone());
+        }
+        let basic = self
+            .authtype
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case("basic"));
+        let credential = self.credential.as_ref().filter(|_| basic)?;
+        let decoded = STANDARD.decode(credential.expose().as_bytes()).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (_, password) = text.split_once(':')?;
+        Some(Secret::new(password.to_owned()))
     }
 }
 
@@ -134,9 +159,17 @@ fn apply(request: &mut Request, key: &str, value: &str) -> Result<()> {
             request.capabilities.push(value.to_owned());
             Ok(())
         }
+        "authtype" => set_once(&mut request.authtype, key, value),
+        "credential" => match &request.credential {
+            Some(c) if !c.eq_str(value) => Err(conflict(key)),
+            _ => {
+                request.credential = Some(Secret::new(value.to_owned()));
+                Ok(())
+            }
+        },
         "url" => apply_url(request, value),
-        // wwwauth[], quit, password_expiry_utc, oauth_refresh_token, authtype, credential,
-        // ephemeral, state[], continue and anything newer: not ours to act on.
+        // wwwauth[], quit, password_expiry_utc, oauth_refresh_token, ephemeral, state[],
+        // continue and anything newer: not ours to act on.
         _ => Ok(()),
     }
 }
@@ -206,6 +239,11 @@ pub struct Answer<'a> {
     pub password: &'a Secret<String>,
     /// Unix seconds after which git (and any storage helper) must drop the credential.
     pub password_expiry_utc: Option<i64>,
+    /// Answer as `authtype=Basic` + `credential=` + `ephemeral=1` (git ≥ 2.46, which announces
+    /// `capability[]=authtype`): git then calls no storage helper with it, so `store` or
+    /// `cache` configured after us cannot keep a token that dies within the hour. Older git
+    /// gets `username`/`password`.
+    pub ephemeral: bool,
 }
 
 /// Writes an answer in one write, so git never reads half of one.
@@ -214,13 +252,21 @@ pub fn write_answer(mut out: impl Write, answer: &Answer<'_>) -> std::io::Result
         username,
         password,
         password_expiry_utc,
+        ephemeral,
     } = answer;
-    let mut buf = String::with_capacity(64 + password.len());
-    buf.push_str("username=");
-    buf.push_str(username);
-    buf.push_str("\npassword=");
-    buf.push_str(password.expose());
-    buf.push('\n');
+    let mut buf = String::with_capacity(96 + password.len() * 2);
+    if *ephemeral {
+        buf.push_str("capability[]=authtype\nauthtype=Basic\ncredential=");
+        let pair = format!("{username}:{}", password.expose());
+        buf.push_str(&STANDARD.encode(pair.as_bytes()));
+        buf.push_str("\nephemeral=1\n");
+    } else {
+        buf.push_str("username=");
+        buf.push_str(username);
+        buf.push_str("\npassword=");
+        buf.push_str(password.expose());
+        buf.push('\n');
+    }
     if let Some(expiry) = password_expiry_utc {
         buf.push_str("password_expiry_utc=");
         buf.push_str(&expiry.to_string());
@@ -360,12 +406,42 @@ mod tests {
                 username: "x-access-token",
                 password: &token,
                 password_expiry_utc: Some(1_800_000_000),
+                ephemeral: false,
             },
         )
         .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "username=x-access-token\npassword=ghs_x.y-z\npassword_expiry_utc=1800000000\n"
+        );
+    }
+
+    #[test]
+    fn ephemeral_answer_round_trips_through_erase() {
+        let token = Secret::new("ghs_x.y-z".to_owned());
+        let mut out = Vec::new();
+        write_answer(
+            &mut out,
+            &Answer {
+                username: "x-access-token",
+                password: &token,
+                password_expiry_utc: Some(1_800_000_000),
+                ephemeral: true,
+            },
+        )
+        .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            text,
+            "capability[]=authtype\nauthtype=Basic\ncredential=eC1hY2Nlc3MtdG9rZW46Z2hzX3gueS16\nephemeral=1\npassword_expiry_utc=1800000000\n"
+        );
+        // git sends it back like this with erase.
+        let r = parse(format!("protocol=https\nhost=github.com\n{text}").as_bytes()).unwrap();
+        assert!(r.presented_token().unwrap().eq_str("ghs_x.y-z"));
+        let r = parse(b"authtype=Bearer\ncredential=eC1hY2Nlc3MtdG9rZW46Z2hzX3gueS16\n").unwrap();
+        assert!(
+            r.presented_token().is_none(),
+            "only Basic carries a password"
         );
     }
 

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Class, Error, Result};
 use crate::fallback::{Fallback, fallback_token};
 use crate::platform::Minted;
+use crate::route::Target;
 use crate::store::{CacheDir, Entry, RefreshLock};
 
 /// The `source` name recorded in the cache for tokens from the configured primary source.
@@ -24,20 +25,69 @@ pub fn source_name(config: &Config) -> &'static str {
     }
 }
 
-/// Mints one token from the configured primary source, synchronously: builds the HTTP client
-/// and a single-threaded runtime for this one call. For the helper's miss path and one-shot
-/// commands; the daemon keeps its own client.
-pub fn mint_blocking(config: &Config, clock: &dyn Clock) -> Result<Minted> {
-    match config.token_source {
-        crate::config::TokenSourceKind::Platform => {
-            let client = crate::platform::PlatformClient::new(config)?;
-            crate::block_on(client.fetch(|| clock.now()))?
-        }
-        crate::config::TokenSourceKind::GithubApp => Err(Error::new(
-            Class::LocalConfig,
-            "MOLECULE_TOKEN_SOURCE=github-app is not available in this build",
-        )),
+/// The primary token source, built once per process that needs it.
+#[derive(Debug)]
+pub enum Source {
+    /// The Molecule platform endpoint.
+    Platform(crate::platform::PlatformClient),
+    /// A GitHub App, minting directly (boxed: its key pair dwarfs the platform client).
+    App(Box<crate::github_app::AppClient>),
+}
+
+impl Source {
+    /// The source `config` selects. Building it costs an HTTP client (and for the App, reading
+    /// its key): only on a miss, never on the helper's cache hit.
+    pub fn new(config: &Config) -> Result<Self> {
+        Ok(match config.token_source {
+            crate::config::TokenSourceKind::Platform => {
+                Source::Platform(crate::platform::PlatformClient::new(config)?)
+            }
+            crate::config::TokenSourceKind::GithubApp => {
+                Source::App(Box::new(crate::github_app::AppClient::new(config)?))
+            }
+        })
     }
+
+    /// Mints a token for `target`. `cached` is what the cache holds for it (its installation
+    /// is remembered, so discovery runs once per owner).
+    pub async fn mint(
+        &self,
+        config: &Config,
+        target: &Target,
+        cached: Option<&Entry>,
+        now: impl Fn() -> OffsetDateTime,
+    ) -> Result<Minted> {
+        match self {
+            Source::Platform(client) => client.fetch(now).await,
+            Source::App(client) => {
+                let api = config.github_app.api_base(&target.host);
+                let installation = match crate::route::known_installation(config, target, cached)? {
+                    Some(id) => id,
+                    None => {
+                        let owner = target
+                            .owner
+                            .as_deref()
+                            .expect("only an owner's installation is discovered");
+                        client.discover(&api, owner, &now).await?
+                    }
+                };
+                client.mint(&api, installation, now).await
+            }
+        }
+    }
+}
+
+/// Mints one token for `target` synchronously: builds the source and a single-threaded
+/// runtime for this one call. For the helper's miss path and one-shot commands; the daemon
+/// keeps its own [`Source`].
+pub fn mint_blocking(
+    config: &Config,
+    target: &Target,
+    cached: Option<&Entry>,
+    clock: &dyn Clock,
+) -> Result<Minted> {
+    let source = Source::new(config)?;
+    crate::block_on(source.mint(config, target, cached, || clock.now()))?
 }
 
 /// How a token was found.
@@ -215,7 +265,8 @@ impl<'a> Broker<'a> {
     /// Caches a minted token under compare-and-swap. If the cache cannot be written (disk
     /// full, read-only), the token is still good to serve now: log and carry on.
     fn store_minted(&self, key: &str, source: &str, m: Minted) -> Entry {
-        let entry = Entry::new(m.token, m.expires_at, self.now(), source);
+        let mut entry = Entry::new(m.token, m.expires_at, self.now(), source);
+        entry.installation_id = m.installation_id;
         match self.cache.offer(key, entry.clone()) {
             Ok((held, _)) => held,
             Err(e) => {
@@ -341,8 +392,10 @@ impl RefreshPermit<'_> {
             expires_at,
             expiry_known,
             status,
+            installation_id,
         } = minted;
-        let entry = Entry::new(token, expires_at, self.broker.now(), source);
+        let mut entry = Entry::new(token, expires_at, self.broker.now(), source);
+        entry.installation_id = installation_id;
         let (entry, written) = self.broker.cache.offer(&self.key, entry)?;
         Ok(Refreshed::Minted {
             entry,
@@ -388,6 +441,7 @@ mod tests {
             expires_at: now + time::Duration::minutes(mins),
             expiry_known: true,
             status: 200,
+            installation_id: None,
         }
     }
 

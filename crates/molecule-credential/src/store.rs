@@ -108,6 +108,10 @@ pub struct Entry {
     /// Set by `erase`: a server rejected this token, so it is never served from the cache again.
     #[serde(default)]
     pub suspect: bool,
+    /// The GitHub App installation that minted it (`github-app` source): also the remembered
+    /// answer of installation discovery for this owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
     /// Fields a newer writer added.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -127,6 +131,7 @@ impl Entry {
             fetched_at,
             source: source.to_owned(),
             suspect: false,
+            installation_id: None,
             extra: Map::new(),
         }
     }

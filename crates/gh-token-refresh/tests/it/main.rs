@@ -8,6 +8,7 @@
     reason = "a failed set-up step in a test should panic with its location"
 )]
 
+mod app;
 mod gh;
 mod platform;
 mod process;

@@ -13,7 +13,9 @@ use gh_token_refresh::gh::Gh;
 use molecule_credential::clock::{Clock, parse_rfc3339};
 use molecule_credential::config::Config;
 use molecule_credential::platform::{Minted, PlatformClient};
+use molecule_credential::route::Target;
 use molecule_credential::schedule::FixedDice;
+use molecule_credential::store::Entry;
 use molecule_credential::{Error, Result, Secret};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -95,7 +97,7 @@ impl Scripted {
 }
 
 impl Minter for &Scripted {
-    async fn mint(&self) -> Result<Minted> {
+    async fn mint(&self, _target: &Target, _cached: Option<&Entry>) -> Result<Minted> {
         self.calls.borrow_mut().push(self.clock.elapsed());
         let step = {
             let mut s = self.script.borrow_mut();
@@ -111,6 +113,7 @@ impl Minter for &Scripted {
                 expires_at: self.clock.now() + life,
                 expiry_known: true,
                 status: 200,
+                installation_id: None,
             }),
             Step::Fail(e) => Err(e),
             Step::Hang => std::future::pending().await,
@@ -161,7 +164,7 @@ impl HttpMinter {
 }
 
 impl Minter for &HttpMinter {
-    async fn mint(&self) -> Result<Minted> {
+    async fn mint(&self, _target: &Target, _cached: Option<&Entry>) -> Result<Minted> {
         self.calls.borrow_mut().push(self.clock.elapsed());
         let runtime = self.runtime.clone().expect("present until drop");
         let (client, now) = (self.client.clone(), self.clock.now());

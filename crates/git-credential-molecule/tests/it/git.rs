@@ -250,3 +250,58 @@ fn a_rejected_token_is_erased_by_git_and_replaced_on_the_next_operation() {
     assert_eq!(forge.platform.minted(), 1);
     assert_eq!(sb.entry(&host).unwrap()["suspect"], false);
 }
+
+#[test]
+fn git_2_46_and_later_store_nothing_after_an_ephemeral_answer() {
+    let forge = Forge::start();
+    let sb = Sandbox::new();
+    let store = sb.path("store-file");
+    // This machine has git 2.47 in /usr/local/bin beside Debian's 2.39; CI machines may have
+    // only one of them.
+    for (git_bin, should_store) in [("/usr/local/bin/git", false), ("/usr/bin/git", true)] {
+        let version = Command::new(git_bin).arg("--version").output();
+        let Ok(version) = version else { continue };
+        let v = String::from_utf8_lossy(&version.stdout).to_string();
+        let _ = std::fs::remove_file(&store);
+        let env = forge.env();
+        let mut c = gitcmd::git(&sb.home);
+        c.env(
+            "PATH",
+            format!(
+                "{}:/usr/bin:/bin",
+                Path::new(git_bin).parent().unwrap().display()
+            ),
+        );
+        c.args(["-c", "credential.helper=", "-c"])
+            .arg(format!("credential.helper=!{BIN}"))
+            .args(["-c"])
+            .arg(format!(
+                "credential.helper=store --file={}",
+                store.display()
+            ))
+            .env("CONFIGS_DIR", &sb.configs)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["ls-remote", &forge.repo_url()]);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{v}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stored = std::fs::read_to_string(&store).unwrap_or_default();
+        if git_credential_molecule::doctor::parse_git_version(&v) >= Some((2, 46)) {
+            assert!(
+                stored.is_empty(),
+                "{v}: store kept the token after an ephemeral answer"
+            );
+        } else {
+            // Older git has no authtype capability: password_expiry_utc is all it gets, and a
+            // storage helper after ours stores. `configure` removes them for the host.
+            assert_eq!(!stored.is_empty(), should_store, "{v}");
+        }
+        if let Some(issued) = forge.platform.cached() {
+            sb.secret(&issued.token);
+        }
+        sb.assert_no_secret(&String::from_utf8_lossy(&out.stderr));
+    }
+}

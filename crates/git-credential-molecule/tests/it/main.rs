@@ -11,8 +11,10 @@
 mod cache;
 mod commands;
 mod cves;
+mod doctor;
 mod faults;
 mod git;
+mod github_app;
 mod hotpath;
 mod platform;
 mod props;

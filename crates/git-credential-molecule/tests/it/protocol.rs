@@ -147,7 +147,7 @@ fn url_attribute_and_case_insensitive_host_are_answered() {
         "url=https://github.com/acme/repo.git\n\n",
         "protocol=https\nhost=GitHub.COM\n\n",
         "protocol=https\nhost=github.com:443\n\n",
-        "capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\nwwwauth[]=Basic realm=\"GitHub\"\nquit=0\n\n",
+        "capability[]=state\nprotocol=https\nhost=github.com\nwwwauth[]=Basic realm=\"GitHub\"\nquit=0\n\n",
     ] {
         let r = sb.run(&["get"], input);
         assert_eq!(r.code, 0, "{input:?}: {}", r.stderr);
@@ -157,6 +157,38 @@ fn url_attribute_and_case_insensitive_host_are_answered() {
             "{input:?}"
         );
     }
+}
+
+#[test]
+fn git_that_announces_authtype_gets_an_ephemeral_basic_credential() {
+    // git >= 2.46 announces capability[]=authtype; the answer then keeps storage helpers from
+    // persisting the token (see tests/it/git.rs for the end-to-end check with real git).
+    let sb = Sandbox::new();
+    let token = long_token("eph");
+    sb.write_cache(&[("github.com", &token, 3000, false)]);
+    let r = sb.run(
+        &["get"],
+        "capability[]=authtype\ncapability[]=state\nprotocol=https\nhost=github.com\n\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(&lines[..2], ["capability[]=authtype", "authtype=Basic"]);
+    let credential = lines[2].strip_prefix("credential=").unwrap();
+    let decoded = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, credential).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(decoded, format!("x-access-token:{token}"));
+    assert_eq!(lines[3], "ephemeral=1");
+    assert!(lines[4].starts_with("password_expiry_utc="));
+    assert!(
+        !r.stdout.contains("password="),
+        "no plain password alongside"
+    );
+    // erase with that credential marks the token suspect.
+    let r = sb.run(&["erase"], &format!("capability[]=authtype\nprotocol=https\nhost=github.com\nauthtype=Basic\ncredential={credential}\nephemeral=1\n\n"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sb.entry("github.com").unwrap()["suspect"], true);
 }
 
 #[test]

@@ -1,0 +1,457 @@
+//! The `github-app` token source: installation tokens minted straight from a GitHub App
+//! (MOLECULE_TOKEN_SOURCE=github-app), for teams without the Molecule platform.
+//!
+//! - The App authenticates with a JWT signed RS256 by its private key (PKCS#1 as GitHub hands
+//!   it out, or PKCS#8): `iat` 60 s in the past and `exp` 9 minutes ahead, as GitHub
+//!   recommends, by the *server's* clock: every answer's `Date` header updates our estimate of
+//!   the skew, and a JWT refused for its time claims is retried once with the new estimate.
+//! - `POST /app/installations/{id}/access_tokens` mints, optionally narrowed to repositories
+//!   and permissions; the answer's `expires_at` drives the cache as the platform's does.
+//! - `GET /orgs/{owner}/installation`, then `GET /users/{owner}/installation`, discover which
+//!   installation serves an owner.
+//! - `DELETE /installation/token` revokes a token.
+//!
+//! Signing uses ring (already in the tree through rustls): no JWT crate needed.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::config::{Config, GithubAppConfig};
+use crate::error::{Class, Error, Result};
+use crate::platform::{Minted, RawResponse, Tls, get_capped, http_client, parse_token_body};
+use crate::secret::Secret;
+
+/// How far back `iat` is set, against clock drift (GitHub's recommendation).
+pub const JWT_BACKDATE: Duration = Duration::from_secs(60);
+/// How far ahead `exp` is set: GitHub refuses more than 10 minutes.
+pub const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
+/// Skew below this is noise (the `Date` header has one-second resolution).
+const SKEW_NOISE: i64 = 2;
+
+/// The App's identity: its ID and private key.
+pub struct AppKey {
+    app_id: u64,
+    key: RsaKeyPair,
+}
+
+impl std::fmt::Debug for AppKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppKey")
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppKey {
+    /// Loads the PEM private key at `path` for App `app_id`.
+    pub fn load(app_id: u64, path: &Path) -> Result<Self> {
+        let bad =
+            |what: &str| Error::new(Class::LocalConfig, format!("{}: {what}", path.display()));
+        let der = PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+            rustls_pki_types::pem::Error::Io(io) => Error::io(
+                Class::LocalConfig,
+                "reading the GitHub App private key",
+                path,
+                &io,
+            ),
+            _ => bad("not a PEM private key"),
+        })?;
+        let key = match &der {
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            _ => return Err(bad("not an RSA key (GitHub App keys are RSA)")),
+        }
+        .map_err(|_| bad("the RSA key was rejected"))?;
+        Ok(Self { app_id, key })
+    }
+
+    /// A JWT for this App, valid from `server_now − 60 s` to `server_now + 9 min`.
+    pub fn jwt(&self, server_now: OffsetDateTime) -> Result<Secret<String>> {
+        let iat = (server_now - JWT_BACKDATE).unix_timestamp();
+        let exp = (server_now + JWT_LIFETIME).unix_timestamp();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD
+            .encode(serde_json::json!({"iat": iat, "exp": exp, "iss": self.app_id}).to_string());
+        let signing_input = format!("{header}.{claims}");
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| Error::new(Class::LocalConfig, "signing the GitHub App JWT failed"))?;
+        Ok(Secret::new(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        )))
+    }
+}
+
+/// Narrowing for minted tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Narrowing {
+    /// Repository names (empty: all the installation covers).
+    pub repositories: Vec<String>,
+    /// Permission → level (empty: all the App has).
+    pub permissions: std::collections::BTreeMap<String, String>,
+}
+
+impl Narrowing {
+    /// The narrowing `config` asks for.
+    pub fn from_config(app: &GithubAppConfig) -> Self {
+        Self {
+            repositories: app.repositories.clone(),
+            permissions: app.permissions.clone(),
+        }
+    }
+
+    fn body(&self) -> Option<serde_json::Value> {
+        if self.repositories.is_empty() && self.permissions.is_empty() {
+            return None;
+        }
+        let mut body = serde_json::Map::new();
+        if !self.repositories.is_empty() {
+            body.insert("repositories".into(), serde_json::json!(self.repositories));
+        }
+        if !self.permissions.is_empty() {
+            body.insert("permissions".into(), serde_json::json!(self.permissions));
+        }
+        Some(serde_json::Value::Object(body))
+    }
+}
+
+/// A client for one App against the REST API.
+pub struct AppClient {
+    http: reqwest::Client,
+    key: AppKey,
+    timeout: Duration,
+    narrowing: Narrowing,
+    /// Server clock minus ours, as the last `Date` header said.
+    skew: Mutex<time::Duration>,
+}
+
+impl std::fmt::Debug for AppClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppClient")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct InstallationBody {
+    id: u64,
+}
+
+impl AppClient {
+    /// A client for the App `config` describes.
+    pub fn new(config: &Config) -> Result<Self> {
+        let app = &config.github_app;
+        let missing = |var: &str| {
+            Error::new(
+                Class::LocalConfig,
+                format!("MOLECULE_TOKEN_SOURCE=github-app needs {var}"),
+            )
+        };
+        let app_id = app
+            .app_id
+            .ok_or_else(|| missing("MOLECULE_GITHUB_APP_ID"))?;
+        let key_file = app
+            .private_key_file
+            .as_deref()
+            .ok_or_else(|| missing("MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE"))?;
+        // API bases may be http:// for a local stand-in; the client still verifies https.
+        let any_https = config
+            .hosts
+            .iter()
+            .any(|h| Tls::for_url(&app.api_base(h)) == Tls::Verify);
+        Ok(Self {
+            http: http_client(
+                config.http_timeout,
+                if any_https {
+                    Tls::Verify
+                } else {
+                    Tls::PlainHttpOnly
+                },
+            )?,
+            key: AppKey::load(app_id, key_file)?,
+            timeout: config.http_timeout,
+            narrowing: Narrowing::from_config(app),
+            skew: Mutex::new(time::Duration::ZERO),
+        })
+    }
+
+    /// The server's clock minus ours, as last observed.
+    pub fn skew(&self) -> time::Duration {
+        *self
+            .skew
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn observe(&self, response: &RawResponse, local_now: OffsetDateTime) {
+        if let Some(date) = response.date {
+            let skew = date - local_now;
+            let mut held = self
+                .skew
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if (skew - *held).whole_seconds().abs() >= SKEW_NOISE {
+                if skew.whole_seconds().abs() >= 30 {
+                    tracing::warn!(
+                        skew_sec = skew.whole_seconds(),
+                        "the GitHub API's clock differs from ours; JWTs follow the server's"
+                    );
+                }
+                *held = skew;
+            } else if skew.whole_seconds().abs() < SKEW_NOISE {
+                *held = time::Duration::ZERO;
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        now: &dyn Fn() -> OffsetDateTime,
+    ) -> Result<RawResponse> {
+        let mut retried = false;
+        loop {
+            let jwt = self.key.jwt(now() + self.skew())?;
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(jwt.expose())
+                .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28");
+            if let Some(b) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_string());
+            }
+            let response = get_capped(request, url, self.timeout).await?;
+            let before = self.skew();
+            self.observe(&response, now());
+            // A JWT refused for its time claims with a clock we had wrong: once more, on the
+            // server's clock.
+            if response.status == 401 && !retried && self.skew() != before {
+                retried = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Mints a token of installation `installation` from the API at `api`.
+    pub async fn mint(
+        &self,
+        api: &str,
+        installation: u64,
+        now: impl Fn() -> OffsetDateTime,
+    ) -> Result<Minted> {
+        let url = format!("{api}/app/installations/{installation}/access_tokens");
+        let body = self.narrowing.body();
+        let response = self
+            .call(reqwest::Method::POST, &url, body.as_ref(), &now)
+            .await?;
+        let local = now();
+        let mut minted = match response.status {
+            200 | 201 => parse_token_body(&response, local, "GitHub")?,
+            _ => {
+                return Err(classify_failure(
+                    &response,
+                    &format!("installation {installation}"),
+                ));
+            }
+        };
+        minted.installation_id = Some(installation);
+        Ok(minted)
+    }
+
+    /// Which installation of this App serves `owner` (an organisation or a user).
+    pub async fn discover(
+        &self,
+        api: &str,
+        owner: &str,
+        now: impl Fn() -> OffsetDateTime,
+    ) -> Result<u64> {
+        for kind in ["orgs", "users"] {
+            let url = format!("{api}/{kind}/{owner}/installation");
+            let response = self.call(reqwest::Method::GET, &url, None, &now).await?;
+            match response.status {
+                200 => {
+                    let body = response.body.as_deref().unwrap_or_default();
+                    let parsed: InstallationBody = serde_json::from_slice(body).map_err(|e| {
+                        Error::new(
+                            Class::Protocol,
+                            format!("GitHub's installation answer is not the expected JSON (line {}, column {})", e.line(), e.column()),
+                        )
+                    })?;
+                    return Ok(parsed.id);
+                }
+                404 => continue,
+                _ => {
+                    return Err(classify_failure(
+                        &response,
+                        &format!("the installation for {owner}"),
+                    ));
+                }
+            }
+        }
+        Err(Error::new(
+            Class::NotConfigured,
+            format!("the GitHub App is not installed for {owner}; install it, or map the owner in MOLECULE_GITHUB_APP_INSTALLATIONS"),
+        )
+        .with_status(404))
+    }
+
+    /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself).
+    pub async fn revoke(&self, api: &str, token: &Secret<String>) -> Result<()> {
+        let url = format!("{api}/installation/token");
+        let request = self
+            .http
+            .delete(&url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("token {}", token.expose()),
+            )
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        let response = get_capped(request, &url, self.timeout).await?;
+        match response.status {
+            204 => Ok(()),
+            // Already dead: nothing left to revoke.
+            401 => Ok(()),
+            _ => Err(classify_failure(&response, "token revocation")),
+        }
+    }
+}
+
+/// GitHub's error statuses, mapped to the classes (messages never quote the body).
+pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
+    let status = response.status;
+    let (class, message) = match status {
+        401 => (
+            Class::Auth,
+            format!(
+                "GitHub refused the App's JWT for {what}: check MOLECULE_GITHUB_APP_ID and the private key"
+            ),
+        ),
+        403 if response.retry_after.is_some() || response.ratelimit_remaining == Some(0) => (
+            Class::RateLimited,
+            format!("GitHub is rate limiting the App ({what})"),
+        ),
+        403 => (Class::Auth, format!("GitHub refused access to {what}")),
+        404 => (
+            Class::NotConfigured,
+            format!("GitHub does not know {what} for this App"),
+        ),
+        422 => (
+            Class::LocalConfig,
+            format!(
+                "GitHub refused the narrowing for {what}: a repository or permission the installation does not have"
+            ),
+        ),
+        429 => (
+            Class::RateLimited,
+            format!("GitHub is rate limiting the App ({what})"),
+        ),
+        408 | 500..=599 => (Class::Transient, format!("GitHub failed ({what})")),
+        _ => (
+            Class::Protocol,
+            format!("GitHub answered an unexpected status ({what})"),
+        ),
+    };
+    Error::new(class, message)
+        .with_status(status)
+        .with_retry_after(response.retry_after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/github-app-test-key.pem")
+    }
+
+    #[test]
+    fn jwt_shape_and_claims() {
+        let key = AppKey::load(4242, &key_path()).unwrap();
+        let now = crate::clock::parse_rfc3339("2026-11-22T18:00:00Z").unwrap();
+        let jwt = key.jwt(now).unwrap();
+        let parts: Vec<&str> = jwt.expose().split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "RS256");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["iss"], 4242);
+        assert_eq!(claims["iat"], now.unix_timestamp() - 60);
+        assert_eq!(claims["exp"], now.unix_timestamp() + 540);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(),
+            256,
+            "a 2048-bit signature"
+        );
+    }
+
+    #[test]
+    fn key_errors_name_the_file_not_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.pem");
+        std::fs::write(
+            &f,
+            "-----BEGIN PRIVATE KEY-----\nZ2hzX1NFQ1JFVA==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = AppKey::load(1, &f).unwrap_err();
+        assert_eq!(e.class(), Class::LocalConfig);
+        assert!(e.message().contains("k.pem"), "{e}");
+        let e = AppKey::load(1, &dir.path().join("missing.pem")).unwrap_err();
+        assert_eq!(e.class(), Class::LocalConfig);
+    }
+
+    #[test]
+    fn failure_classes() {
+        let raw = |status, retry_after, remaining| RawResponse {
+            status,
+            retry_after,
+            date: None,
+            ratelimit_remaining: remaining,
+            body: Some(br#"{"message":"ghs_SECRET"}"#.to_vec()),
+        };
+        let c = |r: RawResponse| classify_failure(&r, "x").class();
+        assert_eq!(c(raw(401, None, None)), Class::Auth);
+        assert_eq!(c(raw(403, None, None)), Class::Auth);
+        assert_eq!(c(raw(403, None, Some(0))), Class::RateLimited);
+        assert_eq!(
+            c(raw(403, Some(Duration::from_secs(60)), None)),
+            Class::RateLimited
+        );
+        assert_eq!(c(raw(404, None, None)), Class::NotConfigured);
+        assert_eq!(c(raw(422, None, None)), Class::LocalConfig);
+        assert_eq!(c(raw(429, None, None)), Class::RateLimited);
+        assert_eq!(c(raw(502, None, None)), Class::Transient);
+        assert!(
+            !classify_failure(&raw(401, None, None), "x")
+                .to_string()
+                .contains("SECRET")
+        );
+    }
+}
