@@ -22,11 +22,13 @@ impl Clock for SystemClock {
     }
 }
 
-/// Parses RFC 3339 with any offset and fractional seconds; `None` when it is not that.
+/// Parses RFC 3339 with any offset and fractional seconds; `None` when it is not that, or when
+/// the instant falls outside years 1 to 9999 in UTC (what RFC 3339 can write back).
 pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s.trim(), &Rfc3339)
-        .ok()
-        .map(|t| t.to_offset(UtcOffset::UTC))
+        .ok()?
+        .checked_to_offset(UtcOffset::UTC)
+        .filter(|t| (1..=9999).contains(&t.year()))
 }
 
 /// Formats as RFC 3339 in UTC with whole seconds (`2026-11-22T19:00:00Z`).

@@ -348,19 +348,37 @@ impl Config {
 
 /// Normalises a host as git sends it (`host` or `host:port`): lower-case, `:443` removed.
 /// Returns `None` for anything that is not a plain host name or address: empty, whitespace,
-/// control characters, `/`, `@`, `%`, `\`, a trailing dot, or a bad port. Matching is exact on the
-/// result, so a host that only looks like a configured one never matches.
+/// control characters, `/`, `@`, `%`, `\\`, a trailing dot, a colon outside an IPv6 literal's
+/// brackets, or a bad port. Matching is exact on the result, so a host that only looks like a
+/// configured one never matches. Idempotent.
 pub fn normalize_host(host: &str) -> Option<String> {
-    let (name, port) = match host.rsplit_once(':') {
-        // An IPv6 literal keeps its colons inside brackets.
-        Some((name, port)) if !port.contains(']') => (name, Some(port)),
-        _ => (host, None),
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let ipv6_ok = !inside.is_empty()
+            && inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !ipv6_ok {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (&host[..inside.len() + 2], port)
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
     };
-    let name_ok = !name.is_empty()
-        && !name.ends_with('.')
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-        });
+    let bracketed = name.starts_with('[');
+    let name_ok = bracketed
+        || (!name.is_empty()
+            && !name.ends_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
     if !name_ok {
         return None;
     }
@@ -696,6 +714,9 @@ mod tests {
             "github.com:99999",
             "github.com\n",
             "xn--github-com",
+            // Found by the property tests: a colon inside the name.
+            "github.com:443:443",
+            "github.com:1:443",
         ] {
             assert_eq!(c.serves_host(bad), None, "{bad:?} must not match");
         }
@@ -741,6 +762,16 @@ mod tests {
             ])
         );
         assert!(l.config.revoke_on_exit);
+    }
+
+    #[test]
+    fn ipv6_literals() {
+        assert_eq!(normalize_host("[::1]").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("[::1]:8443").as_deref(), Some("[::1]:8443"));
+        assert_eq!(normalize_host("[::1]:443").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("[::1"), None);
+        assert_eq!(normalize_host("[evil.test]"), None);
+        assert_eq!(normalize_host("[::1]x"), None);
     }
 
     #[test]

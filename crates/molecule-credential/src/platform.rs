@@ -443,7 +443,8 @@ pub fn parse_token_body(response: &RawResponse, now: OffsetDateTime, who: &str) 
     }
     Ok(Minted {
         token: Secret::new(token),
-        expires_at: expires_at.min(now + MAX_LIFETIME),
+        expires_at: expires_at
+            .min(now.saturating_add(MAX_LIFETIME.try_into().unwrap_or(time::Duration::HOUR))),
         expiry_known,
         status,
         installation_id: None,
@@ -452,14 +453,15 @@ pub fn parse_token_body(response: &RawResponse, now: OffsetDateTime, who: &str) 
 
 /// The expiry we act on. With the server's `Date` we can tell how long the token has left by
 /// the server's clock; whichever clock is wrong, acting on the earlier of the two readings
-/// never serves a dead token.
+/// never serves a dead token. (Checked arithmetic: a server whose clock reads 1970 and a
+/// token "expiring" in 9999 must not overflow.)
 pub fn effective_expiry(
     expires_at: OffsetDateTime,
     now: OffsetDateTime,
     server_date: Option<OffsetDateTime>,
 ) -> OffsetDateTime {
-    match server_date {
-        Some(date) => expires_at.min(now + (expires_at - date)),
+    match server_date.and_then(|date| now.checked_add(expires_at - date)) {
+        Some(by_server) => expires_at.min(by_server),
         None => expires_at,
     }
 }
@@ -622,6 +624,22 @@ mod tests {
         let server = Some(parse_rfc3339("2026-11-22T17:50:00Z").unwrap());
         assert_eq!(effective_expiry(exp, now(), server), exp);
         assert_eq!(effective_expiry(exp, now(), None), exp);
+    }
+
+    #[test]
+    fn extreme_dates_do_not_overflow() {
+        // Found by the property tests: a server clock reset to 1970 and a token "expiring" in
+        // 9999 overflowed the skew correction.
+        let epoch = parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT").unwrap();
+        let r = RawResponse {
+            date: Some(epoch),
+            ..raw(
+                200,
+                r#"{"token":"ghs_a","expires_at":"9999-01-01T00:00:00Z"}"#,
+            )
+        };
+        let m = classify(&r, now()).unwrap();
+        assert_eq!(m.expires_at, now() + MAX_LIFETIME);
     }
 
     #[test]

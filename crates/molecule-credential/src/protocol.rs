@@ -198,8 +198,12 @@ fn apply_url(request: &mut Request, url: &str) -> Result<()> {
     let (protocol, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("credential url has no scheme"))?;
-    let (authority, path) = match rest.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
+    // The authority ends at the first `/`, `?` or `#`, as git, curl and RFC 3986 end it:
+    // `https://evil.test?@github.com/` is evil.test, not github.com.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = match rest[end..].strip_prefix('/') {
+        Some(p) => (&rest[..end], Some(p)),
+        None if end < rest.len() => (&rest[..end], None),
         None => (rest, None),
     };
     let (userinfo, host) = match authority.rsplit_once('@') {
@@ -329,6 +333,20 @@ mod tests {
 
         let r = parse(b"url=https:///repo\n").unwrap();
         assert_eq!(r.host.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn url_authority_ends_at_query_or_fragment() {
+        // Found by the property tests: the token of github.com went to `evil.test?@github.com`.
+        for url in [
+            "https://evil.test?@github.com/",
+            "https://evil.test#@github.com/",
+            "https://evil.test/@github.com/",
+        ] {
+            let r = parse(format!("url={url}\n").as_bytes()).unwrap();
+            assert_eq!(r.host.as_deref(), Some("evil.test"), "{url}");
+            assert_eq!(r.username, None, "{url}");
+        }
     }
 
     #[test]

@@ -105,27 +105,29 @@ pub fn known_installation(
     }
 }
 
-/// Everything a refresh covers: each configured host and, for the `github-app` source, each
-/// owner of the installation map and each owner already in the cache (so tokens git asked for
-/// stay warm). Sorted, without duplicates.
+/// Everything a refresh covers: each configured host, in the order `MOLECULE_GIT_HOSTS` gives
+/// (the first is the default target, and `status` lists them as configured), followed, for the
+/// `github-app` source, by that host's owners from the installation map and from the cache (so
+/// tokens git asked for stay warm), sorted and without duplicates.
 pub fn refresh_targets(config: &Config, doc: &crate::store::Document) -> Vec<Target> {
-    let mut targets: Vec<Target> = config.hosts.iter().map(|h| Target::host(h)).collect();
-    if config.token_source == TokenSourceKind::GithubApp {
-        for host in &config.hosts {
-            targets.extend(config.github_app.installations.keys().map(|o| Target {
-                host: host.clone(),
-                owner: Some(o.clone()),
-            }));
+    let mut targets = Vec::new();
+    for host in &config.hosts {
+        targets.push(Target::host(host));
+        if config.token_source != TokenSourceKind::GithubApp {
+            continue;
         }
-        targets.extend(
-            doc.entries
-                .keys()
-                .map(|k| Target::from_key(k))
-                .filter(|t| t.owner.is_some() && config.hosts.contains(&t.host)),
-        );
+        let cached = doc
+            .entries
+            .keys()
+            .map(|k| Target::from_key(k))
+            .filter(|t| t.owner.is_some() && &t.host == host);
+        let mapped = config.github_app.installations.keys().map(|o| Target {
+            host: host.clone(),
+            owner: Some(o.clone()),
+        });
+        let owners: std::collections::BTreeSet<Target> = mapped.chain(cached).collect();
+        targets.extend(owners);
     }
-    targets.sort();
-    targets.dedup();
     targets
 }
 
@@ -200,6 +202,27 @@ mod tests {
         doc.entries.insert("elsewhere.test/initech".into(), e);
         let keys: Vec<String> = refresh_targets(&c, &doc).iter().map(Target::key).collect();
         assert_eq!(keys, ["github.com", "github.com/acme", "github.com/globex"]);
+
+        // Hosts keep their configured order; owners follow their host.
+        let two = config(&[
+            ("MOLECULE_TOKEN_SOURCE", "github-app"),
+            ("MOLECULE_GIT_HOSTS", "github.com,ghe.example.com"),
+            ("MOLECULE_GITHUB_APP_INSTALLATIONS", "acme=1"),
+        ]);
+        let keys: Vec<String> = refresh_targets(&two, &doc)
+            .iter()
+            .map(Target::key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "github.com",
+                "github.com/acme",
+                "github.com/globex",
+                "ghe.example.com",
+                "ghe.example.com/acme"
+            ]
+        );
         let platform = config(&[("MOLECULE_GITHUB_APP_INSTALLATIONS", "acme=1")]);
         assert_eq!(refresh_targets(&platform, &doc).len(), 1);
     }

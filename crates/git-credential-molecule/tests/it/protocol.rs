@@ -71,15 +71,7 @@ fn hostile_input_is_rejected_with_one_line() {
 #[test]
 fn raw_invalid_utf8_is_rejected() {
     let (sb, before) = sandbox_with_cache();
-    let mut child = sb
-        .command(&["get"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = &mut child;
-    let r = sb.finish(child, b"protocol=https\nhost=git\xffhub.com\n\n");
+    let r = sb.run_bytes(&["get"], b"protocol=https\nhost=git\xffhub.com\n\n");
     r.assert_one_line_error(65, "not UTF-8");
     assert_eq!(sb.tokens_json().unwrap(), before);
 }

@@ -159,6 +159,11 @@ impl Sandbox {
 
     /// Runs the helper with `stdin`; asserts no known secret reached stderr.
     pub fn run(&self, args: &[&str], stdin: &str) -> Run {
+        self.run_bytes(args, stdin.as_bytes())
+    }
+
+    /// [`Sandbox::run`] for input that need not be UTF-8.
+    pub fn run_bytes(&self, args: &[&str], stdin: &[u8]) -> Run {
         let child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -166,7 +171,7 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        self.finish(child, stdin.as_bytes())
+        self.finish(child, stdin)
     }
 
     /// Feeds and waits for a spawned helper; asserts no known secret reached stderr.
