@@ -13,7 +13,10 @@ echo "== shellcheck =="
 shellcheck $(git ls-files '*.sh' '.ci/run')
 
 echo "== cargo test =="
+# The soak writes its one-line summary here; libtest captures a passing test's output.
+rm -f target/soak-summary.txt
 cargo test --workspace --locked
+cat target/soak-summary.txt
 
 echo "== demo (short-lived tokens) =="
 DEMO_TTL_SECS=${DEMO_TTL_SECS:-6} DEMO_ROTATIONS=${DEMO_ROTATIONS:-3} timeout 300 scripts/demo.sh

@@ -142,24 +142,14 @@ fn with_github_headers(mut response: Response<Body>, authenticated: bool) -> Res
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use std::process::Command;
     use std::time::Duration;
 
     /// `curl` status code for `GET url` with `Authorization: token …`, trusting only the
     /// test CA. The header goes through a file so the token is not in curl's arguments.
     fn curl_status(ca: &TestCa, dir: &std::path::Path, url: &str, token: &str) -> (u16, String) {
-        let header_file = dir.join("auth-header");
-        std::fs::write(&header_file, format!("Authorization: token {token}\n"))
-            .expect("write header file");
         let body_file = dir.join("body");
-        let output = Command::new("curl")
-            .env_remove("CURL_CA_BUNDLE")
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR")
-            .args(["-sS", "--noproxy", "*", "--cacert"])
-            .arg(ca.ca_pem_path())
-            .arg("-H")
-            .arg(format!("@{}", header_file.display()))
+        let output = ca
+            .curl(dir, &format!("token {token}"))
             .arg("-o")
             .arg(&body_file)
             .args(["-w", "%{http_code}", url])

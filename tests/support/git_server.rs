@@ -530,34 +530,24 @@ mod tests {
         assert!(gzipped.status.success());
         let body_file = f.dir.path().join("upload-pack.gz");
         std::fs::write(&body_file, &gzipped.stdout).expect("write gzipped body");
-        let header_file = f.dir.path().join("auth-header");
-        std::fs::write(
-            &header_file,
-            format!(
-                "Authorization: Basic {}\n",
-                BASE64.encode(format!("{USERNAME}:{token}"))
-            ),
-        )
-        .expect("write header file");
-        let output = std::process::Command::new("curl")
-            .args(["-sS", "--fail", "--noproxy", "*", "--cacert"])
-            .arg(f.ca.ca_pem_path())
-            .arg("-H")
-            .arg(format!("@{}", header_file.display()))
-            .args([
-                "-H",
-                "Content-Type: application/x-git-upload-pack-request",
-                "-H",
-                "Content-Encoding: gzip",
-                "--data-binary",
-            ])
-            .arg(format!("@{}", body_file.display()))
-            .arg(format!(
-                "{}/acme/widgets.git/git-upload-pack",
-                f.server.url()
-            ))
-            .output()
-            .expect("run curl");
+        let basic = format!("Basic {}", BASE64.encode(format!("{USERNAME}:{token}")));
+        let output =
+            f.ca.curl(f.dir.path(), &basic)
+                .args([
+                    "--fail",
+                    "-H",
+                    "Content-Type: application/x-git-upload-pack-request",
+                    "-H",
+                    "Content-Encoding: gzip",
+                    "--data-binary",
+                ])
+                .arg(format!("@{}", body_file.display()))
+                .arg(format!(
+                    "{}/acme/widgets.git/git-upload-pack",
+                    f.server.url()
+                ))
+                .output()
+                .expect("run curl");
         assert!(
             output.status.success(),
             "gzipped upload-pack failed: {}",

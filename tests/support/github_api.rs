@@ -1609,21 +1609,10 @@ mod tests {
             Some(&ca),
         );
         assert_eq!(api.url(), format!("https://{}/api/v3", api.addr()));
-        let header_file = dir.path().join("auth-header");
-        std::fs::write(
-            &header_file,
-            format!("Authorization: Bearer {}\n", Signer::app().careful()),
-        )
-        .expect("write the header file");
+        let bearer = format!("Bearer {}", Signer::app().careful());
         let curl = |url: &str| {
-            let output = Command::new("curl")
-                .env_remove("CURL_CA_BUNDLE")
-                .env_remove("SSL_CERT_FILE")
-                .env_remove("SSL_CERT_DIR")
-                .args(["-sS", "--noproxy", "*", "--cacert"])
-                .arg(ca.ca_pem_path())
-                .arg("-H")
-                .arg(format!("@{}", header_file.display()))
+            let output = ca
+                .curl(dir.path(), &bearer)
                 .args(["-w", "\n%{http_code}", url])
                 .output()
                 .expect("run curl");

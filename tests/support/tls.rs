@@ -79,6 +79,25 @@ impl TestCa {
         &self.ca_pem_path
     }
 
+    /// `curl` that trusts only this CA (whatever the environment says) and sends
+    /// `Authorization: {authorization}`. The header goes through a file in `dir` so the
+    /// credential never reaches curl's arguments. Callers add the URL and the rest.
+    pub fn curl(&self, dir: &Path, authorization: &str) -> std::process::Command {
+        let header_file = dir.join("auth-header");
+        std::fs::write(&header_file, format!("Authorization: {authorization}\n"))
+            .expect("write the header file");
+        let mut command = std::process::Command::new("curl");
+        command
+            .env_remove("CURL_CA_BUNDLE")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .args(["-sS", "--noproxy", "*", "--cacert"])
+            .arg(&self.ca_pem_path)
+            .arg("-H")
+            .arg(format!("@{}", header_file.display()));
+        command
+    }
+
     /// A rustls server configuration presenting the server certificate, with the ring
     /// provider chosen explicitly and ALPN `http/1.1` (the stand-ins speak nothing else).
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {

@@ -2,33 +2,90 @@
 //! full-jitter backoff at half its ceiling): the interval, the expiry guard, the backoff series,
 //! Retry-After, the initial delay, SIGHUP and shutdown.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use molecule_credential::clock::Clock;
 use molecule_credential::store::{CacheDir, Entry};
 use molecule_credential::{Class, Error, Secret};
 
-use crate::support::{Scripted, Step, TokioClock, config, run_daemon, signals, until};
+use crate::support::{Controls, Scripted, Step, TokioClock, config, run_daemon, signals, until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn play(
+/// What one daemon run left behind.
+struct Played {
+    /// When the minter was called, in seconds of paused time.
+    times: Vec<f64>,
+    code: u8,
+    clock: TokioClock,
+    cache_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs the daemon over `steps` from a cache `prepare` filled, while `script` drives the clock
+/// and the signals; the run ends when the script sends stop.
+async fn run<F, Fut>(
     steps: Vec<Step>,
-    stop_at: f64,
     prepare: impl FnOnce(&CacheDir, &TokioClock),
-) -> Vec<f64> {
+    script: F,
+) -> Played
+where
+    F: FnOnce(TokioClock, Controls) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "http://127.0.0.1:9", &[]);
     let clock = TokioClock::new();
     prepare(&CacheDir::open(&config.cache_dir).unwrap(), &clock);
     let minter = Scripted::new(clock.clone(), steps);
     let (signals, controls) = signals();
-    let code = run_daemon(&config, &clock, &minter, None, signals, async {
+    let code = run_daemon(
+        &config,
+        &clock,
+        &minter,
+        None,
+        signals,
+        script(clock.clone(), controls),
+    )
+    .await;
+    Played {
+        times: minter.times(),
+        code,
+        clock,
+        cache_dir: config.cache_dir.clone(),
+        _dir: dir,
+    }
+}
+
+/// The minter's call times for a run stopped at `stop_at` seconds.
+async fn play(
+    steps: Vec<Step>,
+    stop_at: f64,
+    prepare: impl FnOnce(&CacheDir, &TokioClock),
+) -> Vec<f64> {
+    let played = run(steps, prepare, |clock, controls| async move {
         until(&clock, stop_at).await;
         controls.stop.send(()).unwrap();
     })
     .await;
-    assert_eq!(code, 0);
-    minter.times()
+    assert_eq!(played.code, 0);
+    played.times
+}
+
+/// Caches a token for github.com that expires `expires_in` seconds from now and was fetched
+/// `fetched_ago` seconds ago.
+fn hold(cache: &CacheDir, clock: &TokioClock, expires_in: u64, fetched_ago: u64, suspect: bool) {
+    let now = clock.now();
+    let mut entry = Entry::new(
+        Secret::new("ghs_held".into()),
+        now + Duration::from_secs(expires_in),
+        now - Duration::from_secs(fetched_ago),
+        "platform",
+    );
+    entry.suspect = suspect;
+    cache.offer("github.com", entry).unwrap();
 }
 
 fn transient() -> Step {
@@ -70,19 +127,7 @@ async fn backoff_never_sleeps_past_the_held_token() {
     // past its expiry, however far the backoff has grown.
     let steps = vec![transient()];
     let times = play(steps, 420.0, |cache, clock| {
-        use molecule_credential::clock::Clock;
-        let now = clock.now();
-        cache
-            .offer(
-                "github.com",
-                Entry::new(
-                    Secret::new("ghs_held".into()),
-                    now + Duration::from_secs(360),
-                    now,
-                    "platform",
-                ),
-            )
-            .unwrap();
+        hold(cache, clock, 360, 0, false)
     })
     .await;
     // Fresh until t=60 (the margin), so the first refresh waits until then; the backoff then
@@ -125,19 +170,7 @@ async fn a_stale_answer_backs_off_instead_of_spinning() {
 #[tokio::test(start_paused = true)]
 async fn a_fresh_cache_waits_the_initial_delay() {
     let times = play(vec![Step::Token(HOUR)], 100.0, |cache, clock| {
-        use molecule_credential::clock::Clock;
-        let now = clock.now();
-        cache
-            .offer(
-                "github.com",
-                Entry::new(
-                    Secret::new("ghs_warm".into()),
-                    now + Duration::from_secs(3000),
-                    now - Duration::from_secs(600),
-                    "platform",
-                ),
-            )
-            .unwrap();
+        hold(cache, clock, 3000, 600, false)
     })
     .await;
     assert_eq!(times, [60.0]);
@@ -147,16 +180,7 @@ async fn a_fresh_cache_waits_the_initial_delay() {
 async fn a_suspect_or_expiring_cache_primes_at_once() {
     for (expires_in, suspect) in [(3000, true), (200, false)] {
         let times = play(vec![Step::Token(HOUR)], 10.0, |cache, clock| {
-            use molecule_credential::clock::Clock;
-            let now = clock.now();
-            let mut e = Entry::new(
-                Secret::new("ghs_x".into()),
-                now + Duration::from_secs(expires_in),
-                now - Duration::from_secs(600),
-                "platform",
-            );
-            e.suspect = suspect;
-            cache.offer("github.com", e).unwrap();
+            hold(cache, clock, expires_in, 600, suspect)
         })
         .await;
         assert_eq!(times, [0.0], "expires in {expires_in}s, suspect {suspect}");
@@ -165,41 +189,39 @@ async fn a_suspect_or_expiring_cache_primes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn sighup_refreshes_now() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "http://127.0.0.1:9", &[]);
-    let clock = TokioClock::new();
-    let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
-    let (signals, controls) = signals();
-    run_daemon(&config, &clock, &minter, None, signals, async {
-        until(&clock, 100.0).await;
-        controls.hup.send(()).await.unwrap();
-        until(&clock, 200.0).await;
-        controls.stop.send(()).unwrap();
-    })
+    let played = run(
+        vec![Step::Token(HOUR)],
+        |_, _| {},
+        |clock, controls| async move {
+            until(&clock, 100.0).await;
+            controls.hup.send(()).await.unwrap();
+            until(&clock, 200.0).await;
+            controls.stop.send(()).unwrap();
+        },
+    )
     .await;
     // Forced: the token from t=0 is fresh, yet SIGHUP fetches; the interval restarts from it.
-    assert_eq!(minter.times(), [0.0, 100.0]);
+    assert_eq!(played.times, [0.0, 100.0]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "http://127.0.0.1:9", &[]);
-    let clock = TokioClock::new();
-    let minter = Scripted::new(clock.clone(), vec![Step::Hang]);
-    let (signals, controls) = signals();
-    let code = run_daemon(&config, &clock, &minter, None, signals, async {
-        until(&clock, 5.0).await;
-        controls.stop.send(()).unwrap();
-    })
+    let played = run(
+        vec![Step::Hang],
+        |_, _| {},
+        |clock, controls| async move {
+            until(&clock, 5.0).await;
+            controls.stop.send(()).unwrap();
+        },
+    )
     .await;
-    assert_eq!(code, 0);
+    assert_eq!(played.code, 0);
     assert_eq!(
-        clock.elapsed(),
+        played.clock.elapsed(),
         Duration::from_secs(5),
         "stopped at once, not after a timeout"
     );
-    let names: Vec<_> = std::fs::read_dir(&config.cache_dir)
+    let names: Vec<_> = std::fs::read_dir(&played.cache_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -207,7 +229,7 @@ async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
         !names.iter().any(|n| n.to_string_lossy().contains("tmp")),
         "{names:?}"
     );
-    assert!(!config.cache_dir.join("tokens.json").exists());
+    assert!(!played.cache_dir.join("tokens.json").exists());
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,41 +238,38 @@ async fn the_wall_clock_jumping_is_read_at_every_wake() {
         // Forward: two hours pass for the wall clock while the daemon sleeps (a resumed VM). At its
         // next wake the token it holds is dead by the wall clock; the refresh after that is
         // scheduled from the new reading, not the old one.
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), "http://127.0.0.1:9", &[]);
-        let clock = TokioClock::new();
-        let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
-        let (signals, controls) = signals();
-        run_daemon(&config, &clock, &minter, None, signals, async {
-            until(&clock, 600.0).await;
-            clock.jump(2 * 3600);
-            until(&clock, 6000.0).await;
-            controls.stop.send(()).unwrap();
-        })
+        let played = run(
+            vec![Step::Token(HOUR)],
+            |_, _| {},
+            |clock, controls| async move {
+                until(&clock, 600.0).await;
+                clock.jump(2 * 3600);
+                until(&clock, 6000.0).await;
+                controls.stop.send(()).unwrap();
+            },
+        )
         .await;
-        assert_eq!(minter.times(), [0.0, 2700.0, 5400.0]);
-        let doc = CacheDir::open(&config.cache_dir).unwrap().read().unwrap();
-        use molecule_credential::clock::Clock;
+        assert_eq!(played.times, [0.0, 2700.0, 5400.0]);
+        let doc = CacheDir::open(&played.cache_dir).unwrap().read().unwrap();
         assert!(
-            doc.entries["github.com"].expires_at > clock.now(),
+            doc.entries["github.com"].expires_at > played.clock.now(),
             "the cache holds a live token"
         );
     }
     {
         // Backward: the wall clock goes back two hours. The held token looks three hours long;
         // the interval still bounds the wait.
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), "http://127.0.0.1:9", &[]);
-        let clock = TokioClock::new();
-        let minter = Scripted::new(clock.clone(), vec![Step::Token(HOUR)]);
-        let (signals, controls) = signals();
-        run_daemon(&config, &clock, &minter, None, signals, async {
-            until(&clock, 600.0).await;
-            clock.jump(-2 * 3600);
-            until(&clock, 5500.0).await;
-            controls.stop.send(()).unwrap();
-        })
+        let played = run(
+            vec![Step::Token(HOUR)],
+            |_, _| {},
+            |clock, controls| async move {
+                until(&clock, 600.0).await;
+                clock.jump(-2 * 3600);
+                until(&clock, 5500.0).await;
+                controls.stop.send(()).unwrap();
+            },
+        )
         .await;
-        assert_eq!(minter.times(), [0.0, 2700.0, 5400.0]);
+        assert_eq!(played.times, [0.0, 2700.0, 5400.0]);
     }
 }

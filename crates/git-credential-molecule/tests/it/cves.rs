@@ -47,6 +47,11 @@ fn fill(sb: &Sandbox, input: &[u8]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `git credential fill` for a URL, as git would be asked by a remote that names it.
+fn fill_url(sb: &Sandbox, url: &str) -> (bool, String) {
+    fill(sb, format!("url={url}\n\n").as_bytes())
+}
+
 fn assert_no_token(sb: &Sandbox, token: &str, what: &str, (ok, text): (bool, String)) {
     assert!(!text.contains(token), "{what}: the token came out");
     assert!(
@@ -58,7 +63,7 @@ fn assert_no_token(sb: &Sandbox, token: &str, what: &str, (ok, text): (bool, Str
 
 /// The helper answers the real thing (so the refusals below are not vacuous).
 fn assert_answers(sb: &Sandbox, token: &str, url: &str) {
-    let (ok, text) = fill(sb, format!("url={url}\n\n").as_bytes());
+    let (ok, text) = fill_url(sb, url);
     assert!(
         ok && text.contains(&format!("password={token}\n")),
         "{url} should be answered: {text}"
@@ -74,12 +79,7 @@ fn cve_2020_5260_newline_in_url_cannot_inject_a_host() {
         "https://evil.test%0ahost=github.com/",
         "https://evil.test/x%0aprotocol=https%0ahost=github.com",
     ] {
-        assert_no_token(
-            &sb,
-            &token,
-            url,
-            fill(&sb, format!("url={url}\n\n").as_bytes()),
-        );
+        assert_no_token(&sb, &token, url, fill_url(&sb, url));
         // And git clone with such a URL (git refuses it before any request).
         let out = git(&sb)
             .args(["clone", "-q", url])
@@ -109,12 +109,7 @@ fn cve_2020_11008_missing_host_or_protocol_is_never_a_wildcard() {
         "///github.com/",
         "https://@/",
     ] {
-        assert_no_token(
-            &sb,
-            &token,
-            url,
-            fill(&sb, format!("url={url}\n\n").as_bytes()),
-        );
+        assert_no_token(&sb, &token, url, fill_url(&sb, url));
     }
     // Straight to the helper, as a malicious caller could: no host, no protocol, empty values.
     for input in [
@@ -137,12 +132,7 @@ fn cve_2024_52006_and_50338_a_lone_carriage_return_is_rejected() {
         "https://github.com%0d.evil.test/",
         "https://evil.test/%0dhost=github.com",
     ] {
-        assert_no_token(
-            &sb,
-            &token,
-            url,
-            fill(&sb, format!("url={url}\n\n").as_bytes()),
-        );
+        assert_no_token(&sb, &token, url, fill_url(&sb, url));
     }
     // A raw CR reaching the helper (a git without the fix, or another caller): refused outright.
     for input in [
@@ -207,11 +197,6 @@ fn hosts_that_only_look_like_github_com_get_nothing() {
         "http://github.com/acme/app.git",              // not https
         "ftp://github.com/",                           // not https
     ] {
-        assert_no_token(
-            &sb,
-            &token,
-            url,
-            fill(&sb, format!("url={url}\n\n").as_bytes()),
-        );
+        assert_no_token(&sb, &token, url, fill_url(&sb, url));
     }
 }
