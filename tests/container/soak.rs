@@ -276,7 +276,11 @@ fn soak() {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    std::fs::write(root().join("target/soak-summary.txt"), &summary).unwrap();
+    std::fs::write(
+        root().join("target/soak-summary.txt"),
+        format!("{summary}\n"),
+    )
+    .unwrap();
     assert!(
         failures.is_empty(),
         "{summary}\n{}\n--- daemon log ---\n{}",
