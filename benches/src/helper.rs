@@ -54,6 +54,17 @@ impl Bed {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
 
+    /// The same token in a `git credential-store` file, for the peer: its path.
+    pub fn store_file(&self) -> PathBuf {
+        let store = self.path("store");
+        std::fs::write(
+            &store,
+            format!("https://x-access-token:{}@github.com\n", self.token),
+        )
+        .expect("store");
+        store
+    }
+
     /// A command with only this bed's environment.
     pub fn command(
         &self,
@@ -100,12 +111,7 @@ impl FillResult {
 pub fn git_fill(helper_bin: &Path, runs: usize) -> FillResult {
     let bed = Bed::new(None);
     bed.warm();
-    let store = bed.path("store");
-    std::fs::write(
-        &store,
-        format!("https://x-access-token:{}@github.com\n", bed.token),
-    )
-    .expect("store");
+    let store = bed.store_file();
     // `molecule` resolves through PATH to git-credential-molecule: a directory holding it.
     let pathdir = bed.path("pathbin");
     std::fs::create_dir_all(&pathdir).expect("pathbin");
@@ -217,12 +223,7 @@ pub struct DirectResult {
 pub fn direct(helper_bin: &Path, runs: usize) -> DirectResult {
     let bed = Bed::new(None);
     bed.warm();
-    let store = bed.path("store");
-    std::fs::write(
-        &store,
-        format!("https://x-access-token:{}@github.com\n", bed.token),
-    )
-    .expect("store");
+    let store = bed.store_file();
     let store_arg = format!("--file={}", store.display());
     let (mut ours, mut truth, mut st) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ours_rss, mut store_rss) = (0, 0);

@@ -71,10 +71,28 @@ pub enum Step {
 }
 
 /// A minter that plays a script (repeating its last step) and records when it was called.
+/// When a test minter was called, on the test clock.
+#[derive(Default)]
+pub struct Calls(RefCell<Vec<Duration>>);
+
+impl Calls {
+    /// Notes a call now; returns how many there have been.
+    fn record(&self, clock: &TokioClock) -> usize {
+        let mut calls = self.0.borrow_mut();
+        calls.push(clock.elapsed());
+        calls.len()
+    }
+
+    /// Call times in seconds since the start.
+    pub fn times(&self) -> Vec<f64> {
+        self.0.borrow().iter().map(Duration::as_secs_f64).collect()
+    }
+}
+
 pub struct Scripted {
     clock: TokioClock,
     script: RefCell<VecDeque<Step>>,
-    pub calls: RefCell<Vec<Duration>>,
+    pub calls: Calls,
 }
 
 impl Scripted {
@@ -82,23 +100,19 @@ impl Scripted {
         Self {
             clock,
             script: RefCell::new(steps.into()),
-            calls: RefCell::new(Vec::new()),
+            calls: Calls::default(),
         }
     }
 
     /// Call times in seconds since the start.
     pub fn times(&self) -> Vec<f64> {
-        self.calls
-            .borrow()
-            .iter()
-            .map(Duration::as_secs_f64)
-            .collect()
+        self.calls.times()
     }
 }
 
 impl Minter for &Scripted {
     async fn mint(&self, _target: &Target, _cached: Option<&Entry>) -> Result<Minted> {
-        self.calls.borrow_mut().push(self.clock.elapsed());
+        let n = self.calls.record(&self.clock);
         let step = {
             let mut s = self.script.borrow_mut();
             if s.len() > 1 {
@@ -109,7 +123,7 @@ impl Minter for &Scripted {
         };
         match step {
             Step::Token(life) => Ok(Minted {
-                token: Secret::new(format!("ghs_scripted_{}", self.calls.borrow().len())),
+                token: Secret::new(format!("ghs_scripted_{n}")),
                 expires_at: self.clock.now() + life,
                 expiry_known: true,
                 status: 200,
@@ -127,7 +141,7 @@ pub struct HttpMinter {
     clock: TokioClock,
     client: Arc<PlatformClient>,
     runtime: Option<Arc<tokio::runtime::Runtime>>,
-    pub calls: RefCell<Vec<Duration>>,
+    pub calls: Calls,
 }
 
 impl Drop for HttpMinter {
@@ -150,22 +164,18 @@ impl HttpMinter {
                     .build()
                     .unwrap(),
             )),
-            calls: RefCell::new(Vec::new()),
+            calls: Calls::default(),
         }
     }
 
     pub fn times(&self) -> Vec<f64> {
-        self.calls
-            .borrow()
-            .iter()
-            .map(Duration::as_secs_f64)
-            .collect()
+        self.calls.times()
     }
 }
 
 impl Minter for &HttpMinter {
     async fn mint(&self, _target: &Target, _cached: Option<&Entry>) -> Result<Minted> {
-        self.calls.borrow_mut().push(self.clock.elapsed());
+        self.calls.record(&self.clock);
         let runtime = self.runtime.clone().expect("present until drop");
         let (client, now) = (self.client.clone(), self.clock.now());
         tokio::task::spawn_blocking(move || runtime.block_on(client.fetch(|| now)))
