@@ -57,7 +57,7 @@ unset GH_TOKEN GITHUB_TOKEN GH_ENTERPRISE_TOKEN GITHUB_ENTERPRISE_TOKEN GH_HOST 
   GIT_SSL_CAINFO SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE GIT_CONFIG_GLOBAL GIT_CONFIG_SYSTEM
 export HOME=$tmp/home GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 LC_ALL=C GH_NO_UPDATE_NOTIFIER=1
 mkdir -p "$HOME" "$tmp/configs"
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/configs/.auth_token"
+(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/configs/.auth_token")
 
 git_addr=127.0.0.1:0
 [ "$with_gh" = no ] || git_addr=127.0.0.1:443

@@ -148,7 +148,7 @@ pub fn simulate(s: &Scenario, retry: Retry) -> Report {
                 Retry::UntilExpiry if expiry[d] > t => {
                     Duration::from_secs_f64((dice.unit() * (expiry[d] - t).max(15.0)).max(1.0))
                 }
-                Retry::UntilExpiry => schedule::backoff(&policy, failures[d], &mut dice),
+                Retry::UntilExpiry => schedule::backoff(&policy, failures[d], None, now, &mut dice),
                 Retry::Schedule => {
                     let holding: Option<OffsetDateTime> = (expiry[d] > t).then(|| at(expiry[d]));
                     let outcome = Outcome::Failed {

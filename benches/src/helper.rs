@@ -27,7 +27,7 @@ impl Bed {
         };
         let token = format!("ghs_{}", "Bench0123456789abcdef".repeat(2));
         std::fs::create_dir_all(dir.path().join("configs")).expect("configs");
-        std::fs::write(dir.path().join("configs/.auth_token"), BEARER).expect("bearer");
+        molecule_tests::write_secret(&dir.path().join("configs/.auth_token"), BEARER);
         Self { dir, token }
     }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use molecule_credential::store::Document;
+use molecule_credential::cache::Document;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(first) = Document::from_slice(data) else {

@@ -6,7 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use molecule_credential::clock::parse_rfc3339;
-use molecule_credential::platform::{MAX_LIFETIME, RawResponse, classify};
+use molecule_credential::http::RawResponse;
+use molecule_credential::platform::classify;
+use molecule_credential::token::MAX_LIFETIME;
 
 fuzz_target!(|data: &[u8]| {
     let Some((status, body)) = data.split_first_chunk::<2>() else {

@@ -42,12 +42,11 @@ impl Scene {
         .unwrap();
         let out = agent_dir(&t.path().join("out"));
         std::fs::create_dir_all(t.path().join("configs")).unwrap();
-        std::fs::write(t.path().join("configs/.auth_token"), "bearer-e\n").unwrap();
-        std::fs::set_permissions(
-            t.path().join("configs/.auth_token"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        // The daemon runs as the agent: the bearer is the agent's alone, as a secret volume
+        // mounted for its uid would be.
+        molecule_tests::write_secret(&t.path().join("configs/.auth_token"), "bearer-e\n");
+        std::os::unix::fs::chown(t.path().join("configs/.auth_token"), Some(AGENT_UID), None)
+            .unwrap();
         let (passwd, group) = user_db(t.path(), &home);
         Self {
             t,

@@ -94,12 +94,10 @@ fn an_hour_compressed() {
     let out = agent_dir(&t.path().join("out"));
     let cache = home.join(".molecule-token-cache");
     std::fs::create_dir_all(t.path().join("configs")).unwrap();
-    std::fs::write(t.path().join("configs/.auth_token"), "bearer-hour\n").unwrap();
-    std::fs::set_permissions(
-        t.path().join("configs/.auth_token"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    // The daemon runs as the agent: the bearer is the agent's alone, as a secret volume
+    // mounted for its uid would be.
+    molecule_tests::write_secret(&t.path().join("configs/.auth_token"), "bearer-hour\n");
+    std::os::unix::fs::chown(t.path().join("configs/.auth_token"), Some(AGENT_UID), None).unwrap();
     let agent = t.path().join("agent-loop.sh");
     std::fs::write(&agent, AGENT_LOOP).unwrap();
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();

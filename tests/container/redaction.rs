@@ -36,7 +36,7 @@ impl Stage {
     fn new(platform_url: &str, format: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("configs")).unwrap();
-        std::fs::write(dir.path().join("configs/.auth_token"), "redaction-bearer").unwrap();
+        molecule_tests::write_secret(&dir.path().join("configs/.auth_token"), "redaction-bearer");
         std::fs::create_dir_all(dir.path().join("bin")).unwrap();
         let p = |r: &str| dir.path().join(r).display().to_string();
         let env = vec![

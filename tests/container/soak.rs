@@ -88,7 +88,7 @@ fn soak() {
     init_bare_repo(&repos, "soak.git");
     let server = GitServer::start(&repos, &ca, authority.clone());
     std::fs::create_dir_all(t.path().join("configs")).unwrap();
-    std::fs::write(t.path().join("configs/.auth_token"), "soak-bearer").unwrap();
+    molecule_tests::write_secret(&t.path().join("configs/.auth_token"), "soak-bearer");
     let home = t.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let env = Arc::new(Env {

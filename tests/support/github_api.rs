@@ -97,8 +97,35 @@ const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 
 /// The throw-away App private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`, the format GitHub
 /// issues App keys in). Published on purpose; it signs nothing real.
+///
+/// A git checkout leaves the fixture readable by others, which the helper refuses for a key
+/// file; this is a private (0600) copy beside the running test binary, made once.
 pub fn test_app_key_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github-app-test-key.pem")
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github-app-test-key.pem");
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(std::env::temp_dir);
+        let copy = dir.join(format!("github-app-test-key.{}.pem", std::process::id()));
+        let bytes = std::fs::read(&fixture).expect("the test key fixture");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&copy)
+                .expect("a private copy of the test key");
+            f.write_all(&bytes).expect("writing the test key copy");
+        }
+        copy
+    })
+    .clone()
 }
 
 /// The public half of [`test_app_key_path`] (SPKI PEM, `BEGIN PUBLIC KEY`).

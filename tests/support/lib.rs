@@ -33,3 +33,19 @@ pub use github_api::{
 };
 pub use platform::{Fault, PlatformOptions, PlatformStandIn};
 pub use tls::TestCa;
+
+/// Writes a secret file the way a careful operator does: readable by its owner alone (the
+/// helper refuses a bearer or key file that others can read).
+pub fn write_secret(path: &std::path::Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    f.write_all(contents.as_ref())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

@@ -1,34 +1,41 @@
 //! The refresh loop: prime, refresh on a schedule that respects expiry, back off on failure,
 //! keep gh logged in, record every attempt in `daemon.status.json`.
 //!
-//! Everything the loop depends on is passed in: the clock, the dice, the minter, gh, and the
-//! signals as values (a shutdown future and a refresh-now channel). The decisions about time
-//! are the pure functions of [`molecule_credential::schedule`]; this module only sleeps.
-//! Idle, the loop is parked in one `sleep`: no polling, no wakeups between scheduled events.
+//! Everything the loop depends on is passed in: the clock, the dice, the minter, the alarm,
+//! gh, and the signals as values (a shutdown future and a refresh-now channel). The decisions
+//! about time are the pure functions of [`molecule_credential::schedule`]; this module sleeps
+//! and acts.
+//!
+//! - Idle, the loop is parked in one `select!`: a monotonic timer for the schedule and a
+//!   wall-clock [`Alarm`] at the moment the held token enters the margin. No polling.
+//! - The alarm also fires when the wall clock is changed (a resume from suspend, a snapshot
+//!   restore, an NTP step): the loop then reads the wall clock and refreshes at once if a token
+//!   is inside the margin or expired, instead of sleeping out a timer set before the pause.
+//! - File work (lock waits, reads, fsyncs) runs on blocking threads, so signals are answered
+//!   while a lock holder is stuck; a mint or a lock wait is abandoned on shutdown, a cache
+//!   write never is.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use molecule_credential::alarm::Alarm;
+use molecule_credential::broker::{Begin, Broker, Refreshed, Wait, Want};
+use molecule_credential::cache::{Document, Entry};
 use molecule_credential::clock::{Clock, format_rfc3339};
 use molecule_credential::config::Config;
-use molecule_credential::platform::Minted;
 use molecule_credential::route::{Target, refresh_targets};
 use molecule_credential::schedule::{self, Dice, Outcome, Policy};
-use molecule_credential::sources::{Begin, Broker, Refreshed, Source, source_name};
-use molecule_credential::status::{Attempt, DaemonStatus, HostStatus, STATUS_VERSION};
-use molecule_credential::store::{CacheDir, DaemonLock, Entry};
+use molecule_credential::source::{self, Source};
+use molecule_credential::status::{DaemonStatus, Recorded};
+use molecule_credential::store::{CacheDir, DaemonLock};
+use molecule_credential::token::Minted;
 use molecule_credential::{Class, Error, Result, Secret};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::gh::{Gh, Login};
-
-/// A scheduled refresh is skipped when another process fetched a fresh token this recently.
-pub const SKIP_IF_NEWER_THAN: Duration = Duration::from_secs(60);
-/// How often a waiter looks again while another process holds `refresh.lock`.
-const LOCK_POLL: Duration = Duration::from_millis(100);
+use crate::gh::Gh;
 
 /// Where tokens come from.
 pub trait Minter {
@@ -47,24 +54,24 @@ pub trait Minter {
 }
 
 /// The configured source (platform or GitHub App), through one long-lived client.
-pub struct SourceMinter<'a> {
+pub struct SourceMinter {
     source: Source,
-    config: &'a Config,
-    clock: &'a dyn Clock,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
 }
 
-impl<'a> SourceMinter<'a> {
+impl SourceMinter {
     /// A minter for `config`'s source.
-    pub fn new(config: &'a Config, clock: &'a dyn Clock) -> Result<Self> {
+    pub fn new(config: Arc<Config>, clock: Arc<dyn Clock>) -> Result<Self> {
         Ok(Self {
-            source: Source::new(config)?,
+            source: Source::new(&config)?,
             config,
             clock,
         })
     }
 }
 
-impl std::fmt::Debug for SourceMinter<'_> {
+impl std::fmt::Debug for SourceMinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceMinter")
             .field("source", &self.source)
@@ -72,31 +79,22 @@ impl std::fmt::Debug for SourceMinter<'_> {
     }
 }
 
-impl Minter for SourceMinter<'_> {
+impl Minter for SourceMinter {
     async fn mint(&self, target: &Target, cached: Option<&Entry>) -> Result<Minted> {
         self.source
-            .mint(self.config, target, cached, || self.clock.now())
+            .mint(&self.config, target, cached, || self.clock.now())
             .await
     }
 
     async fn revoke(&self, target: &Target, token: &Secret<String>) -> Result<bool> {
-        match &self.source {
-            Source::App(client) => {
-                client
-                    .revoke(&self.config.github_app.api_base(&target.host), token)
-                    .await?;
-                Ok(true)
-            }
-            // A platform token is the workspace's: other containers may hold it too.
-            Source::Platform(_) => Ok(false),
-        }
+        self.source.revoke(&self.config, target, token).await
     }
 }
 
 /// Ends the daemon: SIGTERM or SIGINT, turned into a future by `main`.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// What the loop listens to besides its timer.
+/// What the loop listens to besides its timers.
 pub struct Signals {
     /// Resolves when the daemon should stop (after any in-flight write).
     pub shutdown: Shutdown,
@@ -104,33 +102,26 @@ pub struct Signals {
     pub refresh_now: mpsc::Receiver<()>,
 }
 
-/// How one host's attempt ended.
-#[derive(Debug)]
-enum HostResult {
-    Refreshed(Refreshed),
-    Failed(Error),
-}
-
 /// One cycle was interrupted by shutdown.
 struct Interrupted;
 
-/// The daemon's state.
-pub struct Daemon<'a, M, D> {
-    config: &'a Config,
-    cache: CacheDir,
-    clock: &'a dyn Clock,
-    dice: D,
-    minter: M,
-    gh: Option<Gh>,
-    policy: Policy,
-    lock: Option<DaemonLock>,
-    status: DaemonStatus,
-    /// Consecutive cycles that did not end with a fresh token.
-    failures: u32,
-    /// Consecutive gh failures (excluding a missing gh).
-    gh_failures: u32,
-    /// The class of each host's last attempt, to warn once per change of state.
-    last_class: BTreeMap<String, Class>,
+/// What ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// The monotonic timer: the schedule or a gh retry.
+    Timer,
+    /// The wall-clock alarm: a token's margin reached, or the clock changed.
+    WallClock,
+    /// SIGHUP.
+    RefreshNow,
+}
+
+/// Runs `work` on a blocking thread: the one way the daemon touches its files.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Whether `--once` or the loop: decides whether a held daemon lock is required.
@@ -142,27 +133,51 @@ pub enum Mode {
     Once,
 }
 
-impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
-    /// Opens the cache and takes `daemon.lock` (for [`Mode::Daemon`]). `Ok(None)` when another
-    /// daemon holds it.
-    pub fn start(
-        config: &'a Config,
-        clock: &'a dyn Clock,
+/// The daemon's state.
+pub struct Daemon<M, D, A> {
+    config: Arc<Config>,
+    broker: Broker,
+    clock: Arc<dyn Clock>,
+    dice: D,
+    minter: M,
+    alarm: A,
+    gh: Option<Gh>,
+    policy: Policy,
+    lock: Option<Arc<DaemonLock>>,
+    status: DaemonStatus,
+    /// Consecutive cycles that did not end with a fresh token.
+    failures: u32,
+}
+
+impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
+    /// Opens the cache, checks its files and takes `daemon.lock` (for [`Mode::Daemon`]).
+    /// `Ok(None)` when another daemon holds it.
+    pub async fn start(
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
         dice: D,
         minter: M,
+        alarm: A,
         gh: Option<Gh>,
         mode: Mode,
     ) -> Result<Option<Self>> {
-        let cache = CacheDir::open(&config.cache_dir)?;
-        let lock = cache.try_daemon_lock()?;
+        let dir = config.cache_dir.clone();
+        let (cache, lock) = blocking(move || -> Result<(CacheDir, Option<DaemonLock>)> {
+            let cache = CacheDir::open(&dir)?;
+            // A FIFO or directory where a cache file belongs would fail every wake: say so now.
+            cache.check_files()?;
+            let lock = cache.try_daemon_lock()?;
+            if lock.is_some() {
+                let removed = cache.remove_stale_temp_files(Duration::from_secs(60));
+                if removed > 0 {
+                    tracing::info!(removed, "removed temp files a killed writer left behind");
+                }
+            }
+            Ok((cache, lock))
+        })
+        .await?;
         if lock.is_none() && mode == Mode::Daemon {
             return Ok(None);
-        }
-        if lock.is_some() {
-            let removed = cache.remove_stale_temp_files(Duration::from_secs(60));
-            if removed > 0 {
-                tracing::info!(removed, "removed temp files a killed writer left behind");
-            }
         }
         if gh.is_some() {
             for host in config.hosts.iter().filter(|h| !crate::gh::supports_host(h)) {
@@ -171,90 +186,131 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         }
         let now = clock.now();
         Ok(Some(Self {
+            broker: Broker::new(config.clone(), cache, clock.clone()),
+            policy: Policy::from_config(&config),
             config,
-            cache,
             clock,
             dice,
             minter,
+            alarm,
             gh,
-            policy: Policy::from_config(config),
-            lock,
-            status: DaemonStatus {
-                version: STATUS_VERSION,
-                pid: std::process::id(),
-                started_at: now,
-                updated_at: now,
-                next_wake_at: None,
-                hosts: BTreeMap::new(),
-            },
+            lock: lock.map(Arc::new),
+            status: DaemonStatus::new(std::process::id(), now),
             failures: 0,
-            gh_failures: 0,
-            last_class: BTreeMap::new(),
         }))
     }
 
-    /// The earliest expiry among usable cached tokens; `None` when any host has none (missing,
-    /// suspect or inside the margin all mean "prime now").
-    fn fresh_expiry(&self) -> Result<Option<OffsetDateTime>> {
-        let doc = self.cache.read()?;
-        let now = self.clock.now();
+    /// Reads `tokens.json` on a blocking thread.
+    async fn read(&self) -> Result<Document> {
+        let cache = self.broker.cache().clone();
+        blocking(move || cache.read()).await
+    }
+
+    /// The earliest expiry among the configured hosts' tokens when every one is fresh; `None`
+    /// when any is missing, suspect or inside the margin.
+    fn fresh_expiry(&self, doc: &Document, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let mut earliest: Option<OffsetDateTime> = None;
         for host in &self.config.hosts {
             match doc.entries.get(host) {
                 Some(e) if e.is_fresh(now, self.policy.margin) => {
                     earliest = Some(earliest.map_or(e.expires_at, |t| t.min(e.expires_at)));
                 }
-                _ => return Ok(None),
+                _ => return None,
             }
         }
-        Ok(earliest)
+        earliest
+    }
+
+    /// When the wall clock next says "refresh": the first moment a held token enters the
+    /// margin, or, for one already inside it, the moment it expires. `None` with no usable
+    /// token (the backoff schedule is all there is then).
+    fn wall_deadline(&self, doc: &Document, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.config
+            .hosts
+            .iter()
+            .filter_map(|h| doc.entries.get(h))
+            .filter(|e| e.is_usable(now))
+            .map(|e| {
+                let margin_at = e.expires_at - self.policy.margin;
+                if margin_at > now {
+                    margin_at
+                } else {
+                    e.expires_at
+                }
+            })
+            .min()
     }
 
     /// Runs until shutdown. Refresh errors never end the loop.
     ///
-    /// Two timers: the scheduled refresh, and — only while gh is behind the cache — a gh
-    /// retry on the backoff series. A gh retry logs gh in again and touches nothing else: no
-    /// platform call, no change to the refresh schedule.
+    /// Three wake-ups: the scheduled refresh, the wall-clock alarm, and — only while gh is
+    /// behind the cache — a gh retry on the backoff series. A gh retry logs gh in again and
+    /// touches nothing else: no platform call, no change to the refresh schedule.
     pub async fn run(mut self, signals: Signals) -> Result<u8> {
         let Signals {
             mut shutdown,
             mut refresh_now,
         } = signals;
+        let doc = self.read().await?;
         let now = self.clock.now();
-        let first = schedule::initial_wait(&self.policy, self.fresh_expiry()?, now);
+        let first = schedule::initial_wait(&self.policy, self.fresh_expiry(&doc, now), now);
         if !first.is_zero() {
             tracing::info!(
                 first_refresh_in_sec = first.as_secs(),
                 "the cache is fresh; logging gh in with the cached tokens"
             );
-            self.sync_gh().await;
+            self.sync_gh(&doc).await;
         }
         let mut refresh_at = tokio::time::Instant::now() + first;
-        let mut force = false;
         loop {
             let gh_retry_at = self.gh_retry_at();
             let wake_at = gh_retry_at.map_or(refresh_at, |g| g.min(refresh_at));
-            self.status.next_wake_at = Some(
-                self.clock.now()
-                    + refresh_at.saturating_duration_since(tokio::time::Instant::now()),
-            );
-            self.write_status();
-            tokio::select! {
-                () = tokio::time::sleep_until(wake_at) => {}
-                Some(()) = refresh_now.recv() => {
-                    tracing::info!("SIGHUP: refreshing now");
-                    force = true;
-                }
+            let now = self.clock.now();
+            self.status.next_wake_at =
+                Some(now + refresh_at.saturating_duration_since(tokio::time::Instant::now()));
+            self.write_status().await;
+            let doc = self.read().await.unwrap_or_default();
+            let deadline = self.wall_deadline(&doc, now);
+            let alarm = &mut self.alarm;
+            let woke = tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => Woke::Timer,
+                () = async {
+                    match deadline {
+                        Some(at) => alarm.wait_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Woke::WallClock,
+                Some(()) = refresh_now.recv() => Woke::RefreshNow,
                 () = &mut shutdown => break,
-            }
-            if force || tokio::time::Instant::now() >= refresh_at {
-                match self.cycle(force, &mut shutdown).await {
+            };
+            let refresh = match woke {
+                Woke::RefreshNow => {
+                    tracing::info!("SIGHUP: refreshing now");
+                    true
+                }
+                Woke::Timer => tokio::time::Instant::now() >= refresh_at,
+                Woke::WallClock => {
+                    // Fired at a token's margin, or because the clock was changed: what
+                    // matters is what the wall clock says now.
+                    let doc = self.read().await.unwrap_or_default();
+                    let now = self.clock.now();
+                    let due = self.fresh_expiry(&doc, now).is_none();
+                    if due && tokio::time::Instant::now() < refresh_at {
+                        tracing::info!(
+                            "by the wall clock a token is inside the margin or expired (a suspend, a snapshot restore or a clock change); refreshing now"
+                        );
+                    }
+                    due
+                }
+            };
+            if refresh {
+                match self.cycle(woke == Woke::RefreshNow, &mut shutdown).await {
                     Ok(next) => refresh_at = tokio::time::Instant::now() + next,
                     Err(Interrupted) => break,
                 }
-                force = false;
-            } else {
-                self.sync_gh().await;
+            } else if woke == Woke::Timer {
+                let doc = self.read().await.unwrap_or_default();
+                self.sync_gh(&doc).await;
             }
         }
         tracing::info!("shutting down");
@@ -262,7 +318,7 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
             self.revoke_all().await;
         }
         self.status.next_wake_at = None;
-        self.write_status();
+        self.write_status().await;
         Ok(0)
     }
 
@@ -270,17 +326,19 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
     /// and marks each suspect so no helper serves it again. Bounded: one call per token, each
     /// within the HTTP budget.
     async fn revoke_all(&mut self) {
-        let Ok(doc) = self.cache.read() else { return };
-        let source = source_name(self.config);
+        let Ok(doc) = self.read().await else { return };
+        let source = source::name(&self.config);
         for (key, entry) in doc
             .entries
-            .iter()
+            .into_iter()
             .filter(|(_, e)| e.source == source && !e.suspect)
         {
-            let target = Target::from_key(key);
+            let target = Target::from_key(&key);
             match self.minter.revoke(&target, &entry.token).await {
                 Ok(true) => {
-                    let _ = self.cache.mark_suspect(key, &entry.token);
+                    let cache = self.broker.cache().clone();
+                    let (k, token) = (key.clone(), entry.token.clone());
+                    let _ = blocking(move || cache.mark_suspect(&k, &token)).await;
                     tracing::info!(host = %key, "revoked the token at shutdown");
                 }
                 Ok(false) => {
@@ -298,9 +356,16 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
 
     /// When to try gh again, while its last login failed.
     fn gh_retry_at(&mut self) -> Option<tokio::time::Instant> {
-        (self.gh_failures > 0).then(|| {
+        let failures = self.gh.as_ref().map_or(0, Gh::failures);
+        (failures > 0).then(|| {
             tokio::time::Instant::now()
-                + schedule::backoff(&self.policy, self.gh_failures, &mut self.dice)
+                + schedule::backoff(
+                    &self.policy,
+                    failures,
+                    None,
+                    self.clock.now(),
+                    &mut self.dice,
+                )
         })
     }
 
@@ -311,16 +376,14 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
             Ok(o) => o,
             Err(Interrupted) => return 143,
         };
-        self.sync_gh().await;
+        let doc = self.read().await.unwrap_or_default();
+        self.sync_gh(&doc).await;
         let code = outcomes
             .iter()
-            .find_map(|(_, r)| match r {
-                HostResult::Failed(e) => Some(e.class().exit_code()),
-                HostResult::Refreshed(_) => None,
-            })
+            .find_map(|(_, r)| r.as_ref().err().map(|e| e.class().exit_code()))
             .unwrap_or(0);
-        self.log_and_record(&outcomes, None);
-        self.write_status();
+        self.log_and_record(&outcomes, &doc, None);
+        self.write_status().await;
         code
     }
 
@@ -331,35 +394,49 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         shutdown: &mut Shutdown,
     ) -> Result<Duration, Interrupted> {
         let outcomes = self.refresh_hosts(force, shutdown).await?;
-        self.sync_gh().await;
+        let doc = self.read().await.unwrap_or_default();
+        self.sync_gh(&doc).await;
         let now = self.clock.now();
-        let outcome = self.summarise(&outcomes, now);
+        let outcome = self.summarise(&outcomes, &doc, now);
         if matches!(outcome, Outcome::Fresh { .. }) {
             self.failures = 0;
         } else {
             self.failures = self.failures.saturating_add(1);
         }
         let wait = schedule::next_wait(&self.policy, outcome, self.failures, now, &mut self.dice);
-        self.log_and_record(&outcomes, Some(now + wait));
+        self.log_and_record(&outcomes, &doc, Some(now + wait));
         Ok(wait)
     }
 
     /// The schedule's view of a cycle: the first failure if any, else fresh or stale by the
     /// earliest expiry.
-    fn summarise(&self, outcomes: &[(String, HostResult)], now: OffsetDateTime) -> Outcome {
-        let held = self.fresh_or_usable_expiry(now);
+    fn summarise(
+        &self,
+        outcomes: &[(String, Result<Refreshed>)],
+        doc: &Document,
+        now: OffsetDateTime,
+    ) -> Outcome {
+        // The earliest expiry of the still-usable tokens the cache holds.
+        let held = self
+            .config
+            .hosts
+            .iter()
+            .filter_map(|h| doc.entries.get(h))
+            .filter(|e| e.is_usable(now))
+            .map(|e| e.expires_at)
+            .min();
         let mut earliest: Option<OffsetDateTime> = None;
         for (_, result) in outcomes {
             match result {
-                HostResult::Failed(e) => {
+                Err(e) => {
                     return Outcome::Failed {
                         class: e.class(),
                         retry_after: e.retry_after(),
                         holding: held,
                     };
                 }
-                HostResult::Refreshed(r) => {
-                    let at = entry_of(r).expires_at;
+                Ok(r) => {
+                    let at = r.entry().expires_at;
                     earliest = Some(earliest.map_or(at, |t| t.min(at)));
                 }
             }
@@ -375,39 +452,25 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         }
     }
 
-    /// The earliest expiry of the still-usable tokens the cache holds.
-    fn fresh_or_usable_expiry(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        let doc = self.cache.read().ok()?;
-        self.config
-            .hosts
-            .iter()
-            .filter_map(|h| doc.entries.get(h))
-            .filter(|e| e.is_usable(now))
-            .map(|e| e.expires_at)
-            .min()
-    }
-
     async fn refresh_hosts(
         &mut self,
         force: bool,
         shutdown: &mut Shutdown,
-    ) -> Result<Vec<(String, HostResult)>, Interrupted> {
-        let doc = self.cache.read().unwrap_or_default();
-        let targets = refresh_targets(self.config, &doc);
+    ) -> Result<Vec<(String, Result<Refreshed>)>, Interrupted> {
+        let doc = self.read().await.unwrap_or_default();
+        let targets = refresh_targets(&self.config, &doc);
         let mut outcomes = Vec::with_capacity(targets.len());
         for target in &targets {
             let cached = doc.entries.get(&target.key());
-            let result = match self.refresh_host(target, cached, force, shutdown).await? {
-                Ok(r) => HostResult::Refreshed(r),
-                Err(e) => HostResult::Failed(e),
-            };
+            let result = self.refresh_host(target, cached, force, shutdown).await?;
             outcomes.push((target.key(), result));
         }
         Ok(outcomes)
     }
 
-    /// One host: take `refresh.lock` without blocking the loop, mint (abandoned on shutdown),
-    /// then write under compare-and-swap (never abandoned once started).
+    /// One host, by the broker's one path: begin (a bounded wait for `refresh.lock`, abandoned
+    /// on shutdown), mint (abandoned on shutdown), complete (a compare-and-swap write, never
+    /// abandoned once started).
     async fn refresh_host(
         &self,
         target: &Target,
@@ -415,103 +478,52 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
         force: bool,
         shutdown: &mut Shutdown,
     ) -> Result<Result<Refreshed>, Interrupted> {
-        let host = target.key();
-        let host = host.as_str();
-        let broker = Broker::new(self.config, &self.cache, self.clock);
-        let skip = if force {
-            None
+        let want = if force {
+            Want::New
         } else {
-            Some(SKIP_IF_NEWER_THAN)
+            Want::FetchedWithin(schedule::skip_window(&self.policy))
         };
-        let deadline = tokio::time::Instant::now() + broker.lock_wait();
-        let permit = loop {
-            match broker.try_begin_refresh(host, skip) {
-                Err(e) => return Ok(Err(e)),
-                Ok(Begin::AlreadyFresh(e)) => return Ok(Ok(Refreshed::AlreadyFresh(e))),
-                Ok(Begin::Permit(p)) => break p,
-                Ok(Begin::Busy) if tokio::time::Instant::now() < deadline => {
-                    tokio::select! {
-                        () = tokio::time::sleep(LOCK_POLL) => {}
-                        () = &mut *shutdown => return Err(Interrupted),
-                    }
-                }
-                Ok(Begin::Busy) => {
-                    return Ok(Err(Error::new(
-                        Class::Transient,
-                        "another process held refresh.lock for longer than a whole platform call",
-                    )));
-                }
+        let broker = self.broker.clone();
+        let key = target.key();
+        let begin = tokio::select! {
+            begin = blocking(move || broker.begin(&key, want, Wait::Budget)) => begin,
+            () = &mut *shutdown => return Err(Interrupted),
+        };
+        let permit = match begin {
+            Err(e) => return Ok(Err(e)),
+            Ok(Begin::Cached(e)) => return Ok(Ok(Refreshed::AlreadyFresh(e))),
+            Ok(Begin::Busy) => {
+                return Ok(Err(Error::new(
+                    Class::Transient,
+                    "another process is minting",
+                )));
             }
+            Ok(Begin::Mint(permit)) => permit,
         };
         let minted = tokio::select! {
             m = self.minter.mint(target, cached) => m,
             () = &mut *shutdown => return Err(Interrupted),
         };
-        Ok(minted.and_then(|m| permit.complete(source_name(self.config), m)))
+        Ok(match minted {
+            Ok(minted) => blocking(move || permit.complete(minted))
+                .await
+                .into_refreshed(),
+            Err(e) => Err(e),
+        })
     }
 
     /// Logs gh in with whatever usable token the cache holds for each host.
-    async fn sync_gh(&mut self) {
+    async fn sync_gh(&mut self, doc: &Document) {
         let Some(gh) = self.gh.as_mut() else { return };
-        let Ok(doc) = self.cache.read() else { return };
-        let now = self.clock.now();
-        let mut failed = false;
-        for host in self
-            .config
-            .hosts
-            .iter()
-            .filter(|h| crate::gh::supports_host(h))
-        {
-            let Some(entry) = doc.entries.get(host).filter(|e| e.is_usable(now)) else {
-                continue;
-            };
-            let was_missing = gh.is_missing();
-            let result = gh.ensure(host, &entry.token).await;
-            let attempt = Attempt {
-                at: self.clock.now(),
-                class: result.as_ref().map_or_else(Error::class, |_| Class::Ok),
-                http_status: None,
-                message: result.as_ref().err().map(ToString::to_string),
-            };
-            match &result {
-                Ok(Login::LoggedIn) => {
-                    tracing::info!(host = %host, token_len = entry.token.len(), "gh logged in with the new token")
-                }
-                Ok(Login::AlreadyCurrent) => {
-                    tracing::debug!(host = %host, "gh already holds the current token")
-                }
-                Err(e) if e.class() == Class::NotConfigured => {
-                    if !was_missing {
-                        tracing::warn!(error = %e, "gh is not installed; keeping the token cache fresh for git only");
-                    }
-                }
-                Err(e) => {
-                    failed = true;
-                    let previous = self
-                        .status
-                        .hosts
-                        .get(host)
-                        .and_then(|h| h.gh_login.as_ref())
-                        .map(|a| a.class);
-                    if previous == Some(e.class()) {
-                        tracing::info!(host = %host, class = %e.class(), error = %e, "gh login failed again");
-                    } else {
-                        tracing::warn!(host = %host, class = %e.class(), error = %e, "gh login failed; git is unaffected, retrying gh on the backoff series");
-                    }
-                }
-            }
-            self.status.hosts.entry(host.clone()).or_default().gh_login = Some(attempt);
+        for (host, attempt) in gh.sync(&self.config.hosts, doc, self.clock.as_ref()).await {
+            self.status.record_gh_login(&host, attempt);
         }
-        self.gh_failures = if failed {
-            self.gh_failures.saturating_add(1)
-        } else {
-            0
-        };
     }
 
     fn log_and_record(
         &mut self,
-        outcomes: &[(String, HostResult)],
+        outcomes: &[(String, Result<Refreshed>)],
+        doc: &Document,
         next_wake: Option<OffsetDateTime>,
     ) {
         let now = self.clock.now();
@@ -519,79 +531,70 @@ impl<'a, M: Minter, D: Dice> Daemon<'a, M, D> {
             .map(format_rfc3339)
             .unwrap_or_else(|| "none".to_owned());
         for (host, result) in outcomes {
-            let hs: &mut HostStatus = self.status.hosts.entry(host.clone()).or_default();
             match result {
-                HostResult::Refreshed(r) => {
-                    let e = entry_of(r);
-                    let (status, note) = match r {
-                        Refreshed::Minted {
-                            status,
-                            written: true,
-                            ..
-                        } => (Some(*status), "token refreshed"),
-                        Refreshed::Minted {
-                            status,
-                            written: false,
-                            ..
-                        } => (Some(*status), "a later token was already cached"),
+                Ok(r) => {
+                    let (http_status, note) = match r {
+                        Refreshed::Minted(done) => (
+                            Some(done.status),
+                            match done.written {
+                                Ok(false) => "a later token was already cached",
+                                _ => "token refreshed",
+                            },
+                        ),
                         Refreshed::AlreadyFresh(_) => {
                             (None, "another process refreshed moments ago")
                         }
                     };
-                    let recovered = self.last_class.get(host).is_some_and(|c| *c != Class::Ok);
+                    let expires_at = r.entry().expires_at;
+                    let previous = self.status.record_refresh(
+                        host,
+                        &Recorded::Ok {
+                            http_status,
+                            expires_at,
+                        },
+                        now,
+                    );
+                    let recovered = previous.is_some_and(|c| c != Class::Ok);
                     tracing::info!(
                         host = %host,
                         class = "ok",
-                        http_status = status,
-                        expires_at = %format_rfc3339(e.expires_at),
+                        http_status,
+                        expires_at = %format_rfc3339(expires_at),
                         next_wake = %next,
                         recovered,
                         "{note}"
                     );
-                    hs.last_attempt = Some(Attempt {
-                        at: now,
-                        class: Class::Ok,
-                        http_status: status,
-                        message: None,
-                    });
-                    hs.last_success_at = Some(now);
-                    hs.consecutive_failures = 0;
-                    hs.token_expires_at = Some(e.expires_at);
-                    self.last_class.insert(host.clone(), Class::Ok);
                 }
-                HostResult::Failed(e) => {
-                    let changed = self.last_class.get(host) != Some(&e.class());
-                    if changed {
+                Err(e) => {
+                    let held_expiry = doc.entries.get(host).map(|x| x.expires_at);
+                    let previous = self.status.record_refresh(
+                        host,
+                        &Recorded::Failed {
+                            error: e,
+                            held_expiry,
+                        },
+                        now,
+                    );
+                    if previous != Some(e.class()) {
                         tracing::warn!(host = %host, class = %e.class(), http_status = e.status(), next_wake = %next, "refresh failed: {}", e.message());
                     } else {
                         tracing::info!(host = %host, class = %e.class(), http_status = e.status(), next_wake = %next, "refresh failed again: {}", e.message());
                     }
-                    hs.last_attempt = Some(Attempt {
-                        at: now,
-                        class: e.class(),
-                        http_status: e.status(),
-                        message: Some(e.message().to_owned()),
-                    });
-                    hs.consecutive_failures = hs.consecutive_failures.saturating_add(1);
-                    hs.token_expires_at =
-                        self.cache.entry(host).ok().flatten().map(|x| x.expires_at);
-                    self.last_class.insert(host.clone(), e.class());
                 }
             }
         }
     }
 
-    fn write_status(&mut self) {
-        let Some(lock) = &self.lock else { return };
+    /// Writes `daemon.status.json` (only the holder of `daemon.lock` does), on a blocking
+    /// thread.
+    async fn write_status(&mut self) {
+        let Some(lock) = self.lock.clone() else {
+            return;
+        };
         self.status.updated_at = self.clock.now();
-        if let Err(e) = self.status.write(&self.cache, lock) {
+        let (status, cache) = (self.status.clone(), self.broker.cache().clone());
+        if let Err(e) = blocking(move || status.write(&cache, &lock)).await {
             tracing::warn!(error = %e, "could not write daemon.status.json");
         }
-    }
-}
-
-fn entry_of(r: &Refreshed) -> &Entry {
-    match r {
-        Refreshed::AlreadyFresh(e) | Refreshed::Minted { entry: e, .. } => e,
     }
 }

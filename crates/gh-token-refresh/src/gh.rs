@@ -10,8 +10,11 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::Duration;
 
+use molecule_credential::cache::Document;
 use molecule_credential::child;
+use molecule_credential::clock::Clock;
 use molecule_credential::config::vars;
+use molecule_credential::status::Attempt;
 use molecule_credential::{Class, Error, Secret};
 
 /// Deadline for one gh call.
@@ -42,6 +45,10 @@ pub struct Gh {
     /// The token gh holds per host, as far as we know: what we last logged in with.
     current: HashMap<String, Secret<String>>,
     missing_reported: bool,
+    /// The class of each host's last login, to warn once per change of state.
+    last_class: HashMap<String, Class>,
+    /// Consecutive syncs with a failed login (a missing gh is not a failure).
+    failures: u32,
 }
 
 impl Gh {
@@ -52,7 +59,74 @@ impl Gh {
             timeout: GH_TIMEOUT,
             current: HashMap::new(),
             missing_reported: false,
+            last_class: HashMap::new(),
+            failures: 0,
         }
+    }
+
+    /// Consecutive syncs that ended with a failed login: while non-zero the daemon retries gh
+    /// on the backoff series.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Logs gh in to each of `hosts` (those gh accepts) with the usable token `doc` holds for
+    /// it, and says what happened: one line per new login, a warning per change of state.
+    /// Returns each attempt, for the status file.
+    pub async fn sync(
+        &mut self,
+        hosts: &[String],
+        doc: &Document,
+        clock: &dyn Clock,
+    ) -> Vec<(String, Attempt)> {
+        let now = clock.now();
+        let mut attempts = Vec::new();
+        let mut failed = false;
+        for host in hosts.iter().filter(|h| supports_host(h)) {
+            let Some(entry) = doc.entries.get(host).filter(|e| e.is_usable(now)) else {
+                continue;
+            };
+            let was_missing = self.is_missing();
+            let result = self.ensure(host, &entry.token).await;
+            let class = result.as_ref().map_or_else(Error::class, |_| Class::Ok);
+            let previous = self.last_class.insert(host.clone(), class);
+            match &result {
+                Ok(Login::LoggedIn) => {
+                    tracing::info!(host = %host, token_len = entry.token.len(), "gh logged in with the new token")
+                }
+                Ok(Login::AlreadyCurrent) => {
+                    tracing::debug!(host = %host, "gh already holds the current token")
+                }
+                Err(e) if e.class() == Class::NotConfigured => {
+                    if !was_missing {
+                        tracing::warn!(error = %e, "gh is not installed; keeping the token cache fresh for git only");
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    if previous == Some(e.class()) {
+                        tracing::info!(host = %host, class = %e.class(), error = %e, "gh login failed again");
+                    } else {
+                        tracing::warn!(host = %host, class = %e.class(), error = %e, "gh login failed; git is unaffected, retrying gh on the backoff series");
+                    }
+                }
+            }
+            attempts.push((
+                host.clone(),
+                Attempt {
+                    at: clock.now(),
+                    class,
+                    http_status: None,
+                    message: result.err().map(|e| e.to_string()),
+                },
+            ));
+        }
+        self.failures = if failed {
+            self.failures.saturating_add(1)
+        } else {
+            0
+        };
+        attempts
     }
 
     fn command(&self, args: &[&str]) -> Command {

@@ -5,10 +5,11 @@
 use std::io::Write;
 
 use molecule_credential::Error;
+use molecule_credential::cache::Document;
 use molecule_credential::clock::format_rfc3339;
 use molecule_credential::config::Config;
 use molecule_credential::status::{DaemonStatus, assess};
-use molecule_credential::store::{CacheDir, Document};
+use molecule_credential::store::CacheDir;
 use serde::Serialize;
 use time::OffsetDateTime;
 

@@ -2,9 +2,10 @@
 //! (DESIGN.md, "Components"). `main` parses flags, installs logging and signal handlers, and
 //! calls [`run`]; everything else is reachable from tests without a process.
 
-use std::io::Write;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use molecule_credential::alarm::Alarm;
 use molecule_credential::cli::{ConfigArgs, ScheduleArgs};
 use molecule_credential::clock::Clock;
 use molecule_credential::config::{Config, Overrides};
@@ -61,59 +62,53 @@ impl Cli {
 
 /// Says once, at start, what an exported token does to everyone who inherits it.
 pub fn warn_about_inherited_tokens(config: &Config) {
-    for (name, value) in [
-        ("GH_TOKEN", &config.gh_token),
-        ("GITHUB_TOKEN", &config.github_token),
-    ] {
-        if value.is_some() {
-            tracing::warn!(
-                "{name} is set in this daemon's environment: processes that inherit it (gh, \
-                 scripts) use that token, which dies within the hour, instead of gh's stored \
-                 login that this daemon keeps fresh. Save it as the fallback and unset it before \
-                 starting the agent (scripts/entrypoint.sh does), or run env-only tools through \
-                 `git-credential-molecule exec --`"
-            );
-        }
+    for name in config.exported_tokens() {
+        tracing::warn!(
+            "{name} is set in this daemon's environment: {}. Save it as the fallback and unset it \
+             before starting the agent (scripts/entrypoint.sh does), or run env-only tools \
+             through `git-credential-molecule exec --`",
+            molecule_credential::config::EXPORTED_TOKEN_EFFECT
+        );
     }
 }
 
-/// What the daemon is given rather than reaching for: time, randomness, the token source, gh,
-/// and the signals as values.
-pub struct Deps<'a, M, D> {
+/// What the daemon is given rather than reaching for: time, randomness, the token source, a
+/// wall-clock alarm, gh, and the signals as values.
+pub struct Deps<M, D, A> {
     /// The wall clock.
-    pub clock: &'a dyn Clock,
+    pub clock: Arc<dyn Clock>,
     /// Randomness for jitter.
     pub dice: D,
     /// Where tokens come from.
     pub minter: M,
+    /// Wakes the loop at a wall-clock time, or when the wall clock changes.
+    pub alarm: A,
     /// gh, or `None` to leave gh alone.
     pub gh: Option<Gh>,
     /// Shutdown and refresh-now.
     pub signals: Signals,
 }
 
-/// Runs the command `cli` names. Returns the exit code.
-pub async fn run<M: Minter, D: Dice>(
+/// Runs the daemon, or with `--once` one forced refresh. Returns the exit code. (`status` is
+/// not run here: it needs none of these dependencies, see [`health::run`].)
+pub async fn run<M: Minter, D: Dice, A: Alarm>(
     cli: &Cli,
-    config: &Config,
-    deps: Deps<'_, M, D>,
-    out: &mut dyn Write,
+    config: Arc<Config>,
+    deps: Deps<M, D, A>,
 ) -> u8 {
     let Deps {
         clock,
         dice,
         minter,
+        alarm,
         gh,
         signals,
     } = deps;
-    if let Some(Command::Status { json }) = cli.command {
-        return health::run(config, json, clock.now(), out);
-    }
     let mode = if cli.once { Mode::Once } else { Mode::Daemon };
     if mode == Mode::Daemon {
-        warn_about_inherited_tokens(config);
+        warn_about_inherited_tokens(&config);
     }
-    let daemon = match Daemon::start(config, clock, dice, minter, gh, mode) {
+    let daemon = match Daemon::start(config.clone(), clock, dice, minter, alarm, gh, mode).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             tracing::info!(

@@ -1,12 +1,17 @@
 //! `gh-token-refresh`: parse flags, install logging and signal handlers, run the library.
+//! `status` (the health probe) runs before anything else is built: it reads two files and
+//! needs no token source, no runtime and no key.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use gh_token_refresh::daemon::{Signals, SourceMinter};
 use gh_token_refresh::gh::Gh;
-use gh_token_refresh::{Cli, Deps, NAME};
-use molecule_credential::clock::SystemClock;
+use gh_token_refresh::{Cli, Command, Deps, NAME};
+use molecule_credential::alarm::RealtimeAlarm;
+use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::Config;
 use molecule_credential::logging::{self, Style};
 use molecule_credential::schedule::RandomDice;
@@ -25,9 +30,19 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let config = loaded.config;
+    let config = Arc::new(loaded.config);
+    if let Some(Command::Status { json }) = cli.command {
+        let stdout = std::io::stdout();
+        return ExitCode::from(gh_token_refresh::health::run(
+            &config,
+            json,
+            SystemClock.now(),
+            &mut stdout.lock(),
+        ));
+    }
     // One thread: the daemon spends its life asleep, and a single-threaded runtime parks in
-    // one epoll_wait until the next timer or signal.
+    // one epoll_wait until the next timer, alarm or signal. File work goes to the blocking
+    // pool, whose threads retire when idle.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,27 +61,29 @@ fn main() -> ExitCode {
                 return 78;
             }
         };
-        let clock = SystemClock;
-        let minter = match SourceMinter::new(&config, &clock) {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let minter = match SourceMinter::new(config.clone(), clock.clone()) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(class = %e.class(), "{e}");
                 return e.class().exit_code();
             }
         };
-        let stdout = std::io::stdout();
         let deps = Deps {
-            clock: &clock,
+            clock,
             dice: RandomDice,
             minter,
+            alarm: RealtimeAlarm::new(),
             gh: Some(Gh::new("gh")),
             signals,
         };
-        gh_token_refresh::run(&cli, &config, deps, &mut stdout.lock()).await
+        gh_token_refresh::run(&cli, config, deps).await
     });
+    // A lock wait abandoned at shutdown may still be polling on a blocking thread (it ends by
+    // its own deadline): exit now rather than wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     ExitCode::from(code)
 }
-
 /// SIGTERM and SIGINT end the daemon; SIGHUP asks for a refresh now.
 fn install_signals() -> std::io::Result<Signals> {
     let mut term = signal(SignalKind::terminate())?;

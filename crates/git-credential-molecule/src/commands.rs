@@ -3,18 +3,20 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::sync::Arc;
 
+use molecule_credential::broker::{Broker, Refreshed, Want};
 use molecule_credential::clock::{Clock, SystemClock, format_rfc3339};
-use molecule_credential::config::{Config, normalize_host, vars};
-use molecule_credential::route::{Target, is_owner, refresh_targets};
-use molecule_credential::sources::{Broker, Refreshed, Source, source_name};
+use molecule_credential::config::{Config, vars};
+use molecule_credential::route::{self, Target, refresh_targets};
+use molecule_credential::source::Source;
 use molecule_credential::store::CacheDir;
 use molecule_credential::{Class, Error};
 
 use crate::helper::{Token, obtain};
 use crate::{report_error, write_error};
 
-/// `--host` and `--owner` for commands that serve one target.
+/// `--host` and `--owner`: which token a command is about.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TokenArgs {
     /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
@@ -25,15 +27,19 @@ pub struct TokenArgs {
     pub owner: Option<String>,
 }
 
+impl TokenArgs {
+    /// The target these flags name.
+    pub fn target(&self, config: &Config) -> Result<Target, Error> {
+        route::pick(config, self.host.as_deref(), self.owner.as_deref())
+    }
+}
+
 /// `exec` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
-    /// Host to get a token for; default: the first of MOLECULE_GIT_HOSTS
-    #[arg(long, value_name = "HOST")]
-    pub host: Option<String>,
-    /// Repository owner whose installation mints the token (github-app source)
-    #[arg(long, value_name = "OWNER")]
-    pub owner: Option<String>,
+    /// Which token
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// The command and its arguments
     #[arg(
         required = true,
@@ -42,55 +48,6 @@ pub struct ExecArgs {
         value_name = "CMD"
     )]
     pub command: Vec<OsString>,
-}
-
-/// The target `--host`/`--owner` name: a configured host (default: the first), and an owner
-/// only for the `github-app` source.
-pub fn pick_target(
-    config: &Config,
-    host: Option<&str>,
-    owner: Option<&str>,
-) -> Result<Target, Error> {
-    let host = match host {
-        Some(h) => normalize_host(h)
-            .filter(|h| config.hosts.contains(h))
-            .ok_or_else(|| {
-                Error::new(
-                    Class::LocalConfig,
-                    format!("--host {h:?} is not one of MOLECULE_GIT_HOSTS"),
-                )
-            })?,
-        None => config
-            .hosts
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::new(Class::LocalConfig, "MOLECULE_GIT_HOSTS is empty"))?,
-    };
-    let owner = match owner {
-        None => None,
-        Some(_)
-            if config.token_source != molecule_credential::config::TokenSourceKind::GithubApp =>
-        {
-            return Err(Error::new(
-                Class::LocalConfig,
-                "--owner selects an installation of the github-app source",
-            ));
-        }
-        Some(o) if is_owner(o) => Some(o.to_ascii_lowercase()),
-        Some(o) => {
-            return Err(Error::new(
-                Class::LocalConfig,
-                format!("--owner {o:?} is not an owner name"),
-            ));
-        }
-    };
-    Ok(Target { host, owner })
-}
-
-/// `obtain` for a target, with what the cache remembers about it.
-fn obtain_for(config: &Config, target: &Target) -> Result<Token, Error> {
-    let cached = CacheDir::open(&config.cache_dir)?.entry(&target.key())?;
-    obtain(config, target, cached.as_ref())
 }
 
 /// Human form of a duration in seconds: `54m12s`.
@@ -108,32 +65,28 @@ pub fn human_secs(secs: i64) -> String {
 /// does not make this succeed.
 pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
     let cache = CacheDir::open(&config.cache_dir)?;
-    let clock = SystemClock;
-    let broker = Broker::new(config, &cache, &clock);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let source = Source::new(config)?;
     let doc = cache.read()?;
+    let broker = Broker::new(Arc::new(config.clone()), cache, clock.clone());
     let mut code = 0;
     for target in refresh_targets(config, &doc) {
         let key = target.key();
-        let cached = doc.entries.get(&key);
         let mint =
-            || molecule_credential::block_on(source.mint(config, &target, cached, || clock.now()))?;
-        match broker.refresh(&key, source_name(config), None, mint) {
-            Ok(Refreshed::Minted {
-                entry,
-                written,
-                status,
-                expiry_known,
-            }) => {
+            |cached: Option<&_>| source.mint_blocking(config, &target, cached, || clock.now());
+        match broker.refresh(&key, Want::New, mint) {
+            Ok(Refreshed::Minted(done)) => {
+                let entry = &done.entry;
                 let left = (entry.expires_at - clock.now()).whole_seconds();
-                let note = match (written, expiry_known) {
-                    (false, _) => "; a token with a later expiry was already cached",
-                    (true, false) => "; no expiry given, cached for 10 minutes",
-                    (true, true) => "",
+                let note = match (done.written, done.expiry_known) {
+                    (Ok(false), _) => "; a token with a later expiry was already cached",
+                    (_, false) => "; no expiry given, cached for 10 minutes",
+                    _ => "",
                 };
                 writeln!(
                     out,
-                    "{key}: ok (http {status}), token expires {} (in {}){note}",
+                    "{key}: ok (http {}), token expires {} (in {}){note}",
+                    done.status,
                     format_rfc3339(entry.expires_at),
                     human_secs(left)
                 )
@@ -154,8 +107,7 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
 /// `token`: print a valid token for scripts (whole source order; exit 69 only when every
 /// source failed).
 pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u8, Error> {
-    let target = pick_target(config, args.host.as_deref(), args.owner.as_deref())?;
-    let Token { token, .. } = obtain_for(config, &target)?;
+    let Token { token, .. } = obtain(config, &args.target(config)?)?;
     writeln!(out, "{}", token.expose()).map_err(|e| write_error(&e))?;
     Ok(0)
 }
@@ -164,9 +116,9 @@ pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u
 /// other than github.com, gh's enterprise variables) set to a fresh token. The token goes into
 /// the environment, never into argv.
 pub fn exec(config: &Config, args: &ExecArgs) -> Result<u8, Error> {
-    let target = pick_target(config, args.host.as_deref(), args.owner.as_deref())?;
+    let target = args.token.target(config)?;
     let host = target.host.clone();
-    let Token { token, .. } = obtain_for(config, &target)?;
+    let Token { token, .. } = obtain(config, &target)?;
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest)

@@ -114,7 +114,7 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
         args.hosts
             .iter()
             .map(|h| {
-                molecule_credential::config::normalize_host(h).ok_or_else(|| {
+                molecule_credential::host::normalize_host(h).ok_or_else(|| {
                     Error::new(
                         Class::LocalConfig,
                         format!("--host {h:?} is not a host name"),

@@ -14,18 +14,23 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use molecule_credential::cache::Document;
 use molecule_credential::child;
 use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::{Config, TokenSourceKind};
-use molecule_credential::github_app::AppKey;
-use molecule_credential::platform::{Tls, get_capped, http_client, read_bearer};
+use molecule_credential::github_app::AppClient;
+use molecule_credential::http::Tls;
+use molecule_credential::platform::read_bearer;
 use molecule_credential::status::{DaemonStatus, assess};
-use molecule_credential::store::{CacheDir, Document};
+use molecule_credential::store::CacheDir;
 use molecule_credential::{Class, Error};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::configure::{HELPER, use_http_path_key};
+
+/// How long doctor waits for any server.
+const DOCTOR_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::write_error;
 
 /// `doctor` flags.
@@ -222,9 +227,13 @@ fn run_git(args: &[&str]) -> Option<child::Output> {
 
 /// The server's clock minus ours, from the `Date` of a GET to `url` (any status will do).
 fn skew_against(url: &str) -> Result<time::Duration, Error> {
-    let timeout = Duration::from_secs(5);
-    let client = http_client(timeout, Tls::for_url(url))?;
-    let response = molecule_credential::block_on(get_capped(client.get(url), url, timeout))??;
+    let timeout = DOCTOR_TIMEOUT;
+    let client = molecule_credential::http::client(timeout, Tls::for_url(url))?;
+    let response = molecule_credential::block_on(molecule_credential::http::send(
+        client.get(url),
+        url,
+        timeout,
+    ))??;
     let date = response
         .date
         .ok_or_else(|| Error::new(Class::Protocol, "the answer had no Date header"))?;
@@ -347,18 +356,16 @@ pub fn diagnose(config: &Config) -> Report {
     }
 
     // Variables that shadow gh's stored login.
-    for (name, value) in [
-        ("GH_TOKEN", &config.gh_token),
-        ("GITHUB_TOKEN", &config.github_token),
-    ] {
-        if value.is_some() {
-            f.problem(
-                "environment",
-                None,
-                format!("{name} is exported: gh, and every tool that reads it, use that token (dead within the hour) instead of gh's stored login, which gh-token-refresh keeps fresh"),
-                format!("unset {name}  (scripts/entrypoint.sh saves it as the fallback first)"),
-            );
-        }
+    for name in config.exported_tokens() {
+        f.problem(
+            "environment",
+            None,
+            format!(
+                "{name} is exported: {}",
+                molecule_credential::config::EXPORTED_TOKEN_EFFECT
+            ),
+            format!("unset {name}  (scripts/entrypoint.sh saves it as the fallback first)"),
+        );
     }
 
     // The token source, and the clock against its server.
@@ -416,15 +423,23 @@ pub fn diagnose(config: &Config) -> Report {
         TokenSourceKind::GithubApp => {
             let app = &config.github_app;
             match (app.app_id, app.private_key_file.as_deref()) {
-                (Some(id), Some(path)) => match AppKey::load(id, path) {
-                    Ok(key) => {
-                        f.ok("source", None, format!("GitHub App {id}, key {}", path.display()));
-                        for host in &config.hosts {
-                            check_app(&key, &app.api_base(host), host, &mut f);
+                (Some(id), Some(path)) => {
+                    // The library's own client, as the helper and the daemon use it, with a
+                    // doctor's shorter patience.
+                    let patient = Config {
+                        http_timeout: config.http_timeout.min(DOCTOR_TIMEOUT),
+                        ..config.clone()
+                    };
+                    match AppClient::new(&patient) {
+                        Ok(client) => {
+                            f.ok("source", None, format!("GitHub App {id}, key {}", path.display()));
+                            for host in &config.hosts {
+                                check_app(&client, &app.api_base(host), host, &mut f);
+                            }
                         }
+                        Err(e) => f.problem("source", None, e.to_string(), "point MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE at the App's PEM key, readable by you alone (Settings → Developer settings → GitHub Apps → Private keys)".into()),
                     }
-                    Err(e) => f.problem("source", None, e.to_string(), "point MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE at the App's PEM key (Settings → Developer settings → GitHub Apps → Private keys)".into()),
-                },
+                }
                 _ => f.problem(
                     "source",
                     None,
@@ -521,19 +536,9 @@ fn tokens(config: &Config, doc: &Document, now: OffsetDateTime, f: &mut Findings
 }
 
 /// Asks GitHub whether it accepts the App's JWT (`GET /app`), and compares clocks.
-fn check_app(key: &AppKey, api: &str, host: &str, f: &mut Findings) {
-    let timeout = Duration::from_secs(5);
-    let result = (|| -> Result<(u16, Option<OffsetDateTime>), Error> {
-        let client = http_client(timeout, Tls::for_url(api))?;
-        let jwt = key.jwt(SystemClock.now())?;
-        let url = format!("{api}/app");
-        let request = client
-            .get(&url)
-            .bearer_auth(jwt.expose())
-            .header("accept", "application/vnd.github+json");
-        let r = molecule_credential::block_on(get_capped(request, &url, timeout))??;
-        Ok((r.status, r.date))
-    })();
+fn check_app(client: &AppClient, api: &str, host: &str, f: &mut Findings) {
+    let result =
+        molecule_credential::block_on(client.check(api, || SystemClock.now())).and_then(|r| r);
     match result {
         Ok((200, date)) => {
             f.ok("source", Some(host), format!("{api} accepts the App's JWT"));

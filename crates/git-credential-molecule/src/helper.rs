@@ -2,12 +2,16 @@
 
 use std::io::{BufRead, Write};
 
+use std::sync::Arc;
+
+use molecule_credential::broker::{Broker, Served};
+use molecule_credential::cache::Entry;
 use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::Config;
 use molecule_credential::protocol::{Answer, read_request, write_answer};
 use molecule_credential::route::{Target, target};
-use molecule_credential::sources::{Broker, Served, mint_blocking, source_name};
-use molecule_credential::store::{CacheDir, Entry};
+use molecule_credential::source::Source;
+use molecule_credential::store::CacheDir;
 use molecule_credential::{Error, Secret};
 use time::OffsetDateTime;
 
@@ -37,16 +41,16 @@ impl Token {
     }
 }
 
-/// Runs the whole source order for `target` and says on stderr when the answer is degraded
-/// or the fallback. `cached` is what the caller already read for it (may be stale or suspect:
-/// it still remembers the installation).
-pub fn obtain(config: &Config, target: &Target, cached: Option<&Entry>) -> Result<Token, Error> {
+/// Runs the whole source order for `target` (the cache, a single-flight mint, then a degraded
+/// or fallback answer) and says on stderr when the answer is degraded or the fallback. The
+/// source is built only if a mint is needed.
+pub fn obtain(config: &Config, target: &Target) -> Result<Token, Error> {
     let cache = CacheDir::open(&config.cache_dir)?;
-    let clock = SystemClock;
-    let broker = Broker::new(config, &cache, &clock);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let broker = Broker::new(Arc::new(config.clone()), cache, clock.clone());
     let key = target.key();
-    let served = broker.obtain(&key, source_name(config), || {
-        mint_blocking(config, target, cached, &clock)
+    let served = broker.obtain(&key, |cached| {
+        Source::new(config)?.mint_blocking(config, target, cached, || clock.now())
     })?;
     Ok(match served {
         Served::Fresh(entry) => Token::fresh(entry, config),
@@ -101,9 +105,9 @@ pub fn get(
     let now = SystemClock.now();
     let token = match cache.entry(&target.key())? {
         Some(entry) if entry.is_fresh(now, config.margin) => Token::fresh(entry, config),
-        cached => {
+        _ => {
             start_logging();
-            obtain(config, &target, cached.as_ref())?
+            obtain(config, &target)?
         }
     };
     let Token { token, expiry } = token;

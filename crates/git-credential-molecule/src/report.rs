@@ -4,10 +4,11 @@
 use std::io::Write;
 
 use molecule_credential::Error;
+use molecule_credential::cache::Entry;
 use molecule_credential::clock::{Clock, SystemClock, format_rfc3339};
 use molecule_credential::config::Config;
 use molecule_credential::status::DaemonStatus;
-use molecule_credential::store::{CacheDir, Entry};
+use molecule_credential::store::CacheDir;
 use serde::Serialize;
 use time::OffsetDateTime;
 

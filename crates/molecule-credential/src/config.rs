@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::host::normalize_host;
 use crate::secret::Secret;
 
 /// Names of the environment variables this project reads. Each is part of the contract.
@@ -149,24 +150,10 @@ pub struct GithubAppConfig {
 }
 
 impl GithubAppConfig {
-    /// The REST API base for git host `host`: an explicit `MOLECULE_GITHUB_API_URLS` entry;
-    /// else `MOLECULE_GITHUB_API_URL`; else GitHub's own layout: `api.github.com` for
-    /// github.com, `api.HOST` for GHE.com (`*.ghe.com`), `https://HOST/api/v3` for GitHub
-    /// Enterprise Server.
+    /// The REST API base for git host `host` ([`crate::host::api_base`] with this
+    /// configuration's overrides).
     pub fn api_base(&self, host: &str) -> String {
-        if let Some(url) = self.api_urls.get(host) {
-            return url.clone();
-        }
-        if let Some(url) = &self.api_url {
-            return url.clone();
-        }
-        if host == "github.com" {
-            DEFAULT_GITHUB_API_URL.to_owned()
-        } else if host.ends_with(".ghe.com") {
-            format!("https://api.{host}")
-        } else {
-            format!("https://{host}/api/v3")
-        }
+        crate::host::api_base(host, &self.api_urls, self.api_url.as_deref())
     }
 }
 
@@ -222,10 +209,13 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// What an exported token does to every process that inherits it: the one wording of this
+/// rule, for the daemon's start-up warning and `doctor`.
+pub const EXPORTED_TOKEN_EFFECT: &str = "gh, and every tool that reads it, use that token \
+    (dead within the hour) instead of gh's stored login, which gh-token-refresh keeps fresh";
+
 /// Default platform base URL (the platform's own default).
 pub const DEFAULT_PLATFORM_URL: &str = "http://host.docker.internal:8080";
-/// Default GitHub API base.
-pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 impl Config {
     /// Loads from the process environment with `overrides` from flags on top.
@@ -338,61 +328,22 @@ impl Config {
         }
     }
 
+    /// The token variables exported in this process's environment that other tools read in
+    /// place of asking (see [`EXPORTED_TOKEN_EFFECT`]), by name.
+    pub fn exported_tokens(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (vars::GH_TOKEN, self.gh_token.is_some()),
+            (vars::GITHUB_TOKEN, self.github_token.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+    }
+
     /// Whether `host` (as git sent it) is one we answer for: exact, case-insensitive, with the
     /// default https port folded away.
     pub fn serves_host(&self, host: &str) -> Option<String> {
         let host = normalize_host(host)?;
         self.hosts.contains(&host).then_some(host)
-    }
-}
-
-/// Normalises a host as git sends it (`host` or `host:port`): lower-case, `:443` removed.
-/// Returns `None` for anything that is not a plain host name or address: empty, whitespace,
-/// control characters, `/`, `@`, `%`, `\\`, a trailing dot, a colon outside an IPv6 literal's
-/// brackets, or a bad port. Matching is exact on the result, so a host that only looks like a
-/// configured one never matches. Idempotent.
-pub fn normalize_host(host: &str) -> Option<String> {
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']')?;
-        let ipv6_ok = !inside.is_empty()
-            && inside
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
-        if !ipv6_ok {
-            return None;
-        }
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        (&host[..inside.len() + 2], port)
-    } else {
-        match host.split_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (host, None),
-        }
-    };
-    let bracketed = name.starts_with('[');
-    let name_ok = bracketed
-        || (!name.is_empty()
-            && !name.ends_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
-    if !name_ok {
-        return None;
-    }
-    let name = name.to_ascii_lowercase();
-    match port {
-        None => Some(name),
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            match p.parse::<u16>() {
-                Ok(443) => Some(name),
-                Ok(0) | Err(_) => None,
-                Ok(n) => Some(format!("{name}:{n}")),
-            }
-        }
-        Some(_) => None,
     }
 }
 
@@ -762,16 +713,6 @@ mod tests {
             ])
         );
         assert!(l.config.revoke_on_exit);
-    }
-
-    #[test]
-    fn ipv6_literals() {
-        assert_eq!(normalize_host("[::1]").as_deref(), Some("[::1]"));
-        assert_eq!(normalize_host("[::1]:8443").as_deref(), Some("[::1]:8443"));
-        assert_eq!(normalize_host("[::1]:443").as_deref(), Some("[::1]"));
-        assert_eq!(normalize_host("[::1"), None);
-        assert_eq!(normalize_host("[evil.test]"), None);
-        assert_eq!(normalize_host("[::1]x"), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct Fallback {
 }
 
 /// The first usable fallback token, if any. A fallback file that is a symlink, not ours, or
-/// readable by others is an error (it holds a token, so it gets the cache's rules).
+/// readable by others is an error (it holds a token, so it gets the cache's rules); one that
+/// is not a regular file at all is skipped with a warning.
 pub fn fallback_token(config: &Config) -> Result<Option<Fallback>> {
     for (origin, value) in [
         (vars::GH_TOKEN, &config.gh_token),
@@ -33,6 +34,17 @@ pub fn fallback_token(config: &Config) -> Result<Option<Fallback>> {
         }
     }
     let path = &config.fallback_token_file;
+    // A FIFO, socket or directory there is a local mess, not a token: skip it, say so.
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.is_file()
+        && !meta.file_type().is_symlink()
+    {
+        tracing::warn!(
+            "skipping the fallback file {}: it is not a regular file",
+            path.display()
+        );
+        return Ok(None);
+    }
     let Some(bytes) = read_private_file(path)? else {
         return Ok(None);
     };

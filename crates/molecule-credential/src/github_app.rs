@@ -28,13 +28,16 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, GithubAppConfig};
 use crate::error::{Class, Error, Result};
-use crate::platform::{Minted, RawResponse, Tls, get_capped, http_client, parse_token_body};
+use crate::http::{RawResponse, Tls};
 use crate::secret::Secret;
+use crate::token::{Minted, parse_token_body};
 
 /// How far back `iat` is set, against clock drift (GitHub's recommendation).
 pub const JWT_BACKDATE: Duration = Duration::from_secs(60);
 /// How far ahead `exp` is set: GitHub refuses more than 10 minutes.
 pub const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
+/// The REST API version every request names.
+pub const API_VERSION: &str = "2022-11-28";
 /// Skew below this is noise (the `Date` header has one-second resolution).
 const SKEW_NOISE: i64 = 2;
 
@@ -53,19 +56,14 @@ impl std::fmt::Debug for AppKey {
 }
 
 impl AppKey {
-    /// Loads the PEM private key at `path` for App `app_id`.
+    /// Loads the PEM private key at `path` for App `app_id`. The file gets the rules of every
+    /// secret file ([`crate::secret::read_file`]).
     pub fn load(app_id: u64, path: &Path) -> Result<Self> {
         let bad =
             |what: &str| Error::new(Class::LocalConfig, format!("{}: {what}", path.display()));
-        let der = PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-            rustls_pki_types::pem::Error::Io(io) => Error::io(
-                Class::LocalConfig,
-                "reading the GitHub App private key",
-                path,
-                &io,
-            ),
-            _ => bad("not a PEM private key"),
-        })?;
+        let pem = crate::secret::read_file(path, "the GitHub App private key")?;
+        let der = PrivateKeyDer::from_pem_slice(pem.expose())
+            .map_err(|_| bad("not a PEM private key"))?;
         let key = match &der {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
@@ -173,18 +171,11 @@ impl AppClient {
             .as_deref()
             .ok_or_else(|| missing("MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE"))?;
         // API bases may be http:// for a local stand-in; the client still verifies https.
-        let any_https = config
-            .hosts
-            .iter()
-            .any(|h| Tls::for_url(&app.api_base(h)) == Tls::Verify);
+        let bases: Vec<String> = config.hosts.iter().map(|h| app.api_base(h)).collect();
         Ok(Self {
-            http: http_client(
+            http: crate::http::client(
                 config.http_timeout,
-                if any_https {
-                    Tls::Verify
-                } else {
-                    Tls::PlainHttpOnly
-                },
+                Tls::for_urls(bases.iter().map(String::as_str)),
             )?,
             key: AppKey::load(app_id, key_file)?,
             timeout: config.http_timeout,
@@ -237,13 +228,13 @@ impl AppClient {
                 .request(method.clone(), url)
                 .bearer_auth(jwt.expose())
                 .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28");
+                .header("X-GitHub-Api-Version", API_VERSION);
             if let Some(b) = body {
                 request = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.to_string());
             }
-            let response = get_capped(request, url, self.timeout).await?;
+            let response = crate::http::send(request, url, self.timeout).await?;
             let before = self.skew();
             self.observe(&response, now());
             // A JWT refused for its time claims with a clock we had wrong: once more, on the
@@ -322,22 +313,36 @@ impl AppClient {
     /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself).
     pub async fn revoke(&self, api: &str, token: &Secret<String>) -> Result<()> {
         let url = format!("{api}/installation/token");
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+                .map_err(|_| Error::new(Class::LocalConfig, "the token cannot go in a header"))?;
+        // Kept out of any header dump (reqwest's Debug, HTTP/2 indexing): it is a live token.
+        authorization.set_sensitive(true);
         let request = self
             .http
             .delete(&url)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("token {}", token.expose()),
-            )
+            .header(reqwest::header::AUTHORIZATION, authorization)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", "2022-11-28");
-        let response = get_capped(request, &url, self.timeout).await?;
+            .header("X-GitHub-Api-Version", API_VERSION);
+        let response = crate::http::send(request, &url, self.timeout).await?;
         match response.status {
             204 => Ok(()),
             // Already dead: nothing left to revoke.
             401 => Ok(()),
             _ => Err(classify_failure(&response, "token revocation")),
         }
+    }
+
+    /// Asks the API at `api` whether it accepts this App's JWT (`GET /app`): for `doctor`.
+    /// Returns the status and the server's `Date`.
+    pub async fn check(
+        &self,
+        api: &str,
+        now: impl Fn() -> OffsetDateTime,
+    ) -> Result<(u16, Option<OffsetDateTime>)> {
+        let url = format!("{api}/app");
+        let response = self.call(reqwest::Method::GET, &url, None, &now).await?;
+        Ok((response.status, response.date))
     }
 }
 
@@ -385,13 +390,26 @@ pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
 mod tests {
     use super::*;
 
-    fn key_path() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/github-app-test-key.pem")
+    /// A private copy of the test key (the checkout's is readable by others, which key files
+    /// may not be).
+    fn key_path() -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/github-app-test-key.pem"),
+            &path,
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (dir, path)
     }
 
     #[test]
     fn jwt_shape_and_claims() {
-        let key = AppKey::load(4242, &key_path()).unwrap();
+        let (_dir, path) = key_path();
+        let key = AppKey::load(4242, &path).unwrap();
         let now = crate::clock::parse_rfc3339("2026-11-22T18:00:00Z").unwrap();
         let jwt = key.jwt(now).unwrap();
         let parts: Vec<&str> = jwt.expose().split('.').collect();
@@ -420,6 +438,7 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nZ2hzX1NFQ1JFVA==\n-----END PRIVATE KEY-----\n",
         )
         .unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let e = AppKey::load(1, &f).unwrap_err();
         assert_eq!(e.class(), Class::LocalConfig);
         assert!(e.message().contains("k.pem"), "{e}");

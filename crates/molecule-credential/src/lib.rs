@@ -4,22 +4,30 @@
 //! The contract is `DESIGN.md`: names, variables, files and exit codes are fixed there.
 //! Each module owns one noun of it:
 //!
-//! - [`config`]: every environment variable, read once; flags override.
-//! - [`protocol`]: git's credential protocol, parsed strictly.
-//! - [`store`]: `tokens.json` and its locks; atomic, compare-and-swap writes; permission checks.
-//! - [`platform`]: the platform endpoint and the classification of its every answer.
-//! - [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
-//! - [`github_app`]: the `github-app` source (JWTs, minting, discovery, revocation).
-//! - [`route`]: which cache entry and installation a request maps to.
-//! - [`sources`]: the source order and single-flight minting.
-//! - [`error`]: the failure class carried end to end, and exit codes.
-//! - [`secret`]: the `Secret` type. [`logging`]: stderr logs with token redaction.
+//! - [`config`]: every environment variable, read once; flags override. [`host`]: host names
+//!   and GitHub's API URL layout.
+//! - [`protocol`]: git's credential protocol, parsed strictly. [`route`]: which cache entry and
+//!   installation a request or a command maps to.
+//! - [`cache`]: the `tokens.json` document and its rules (fresh, usable, compare-and-swap).
+//!   [`store`]: the cache directory, its files and locks; every wait bounded.
+//! - [`source`]: the configured token source (mint, revoke, budget): [`platform`] or
+//!   [`github_app`], over [`http`]; what they hand over is a [`token::Minted`].
+//!   [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
+//! - [`broker`]: single-flight minting and the source order, the one path to a new token.
+//! - [`schedule`]: when the daemon wakes (pure). [`alarm`]: waking at a wall-clock time,
+//!   across suspend and clock changes. [`status`]: `daemon.status.json`.
+//! - [`error`]: the failure class carried end to end, and exit codes. [`secret`]: the
+//!   `Secret` type and secret files. [`logging`]: stderr logs with token redaction.
 //! - [`clock`]: injected time and RFC 3339. [`child`]: child processes with deadlines.
-//! - [`schedule`]: when the daemon wakes (pure). [`status`]: `daemon.status.json`. `cli` (feature): flags shared by both binaries.
+//!   `cli` (feature): flags shared by both binaries.
 //!
-//! The helper's cache-hit path uses only `config`, `protocol`, `store` and `secret`: no async
-//! runtime, no HTTP client and no TLS configuration is built unless a token must be minted.
+//! The helper's cache-hit path uses only `config`, `protocol`, `route`, `store`, `cache` and
+//! `secret`: no async runtime, no HTTP client and no TLS configuration is built unless a token
+//! must be minted.
 
+pub mod alarm;
+pub mod broker;
+pub mod cache;
 pub mod child;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -28,15 +36,18 @@ pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod github_app;
+pub mod host;
+pub mod http;
 pub mod logging;
 pub mod platform;
 pub mod protocol;
 pub mod route;
 pub mod schedule;
 pub mod secret;
-pub mod sources;
+pub mod source;
 pub mod status;
 pub mod store;
+pub mod token;
 
 pub use error::{Class, Error, Result};
 pub use secret::Secret;

@@ -19,31 +19,6 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Most input accepted in one request.
 pub const MAX_INPUT: usize = 256 * 1024;
 
-/// The operation git asks for (the helper's first argument).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Return a credential.
-    Get,
-    /// A credential worked; helpers may store it.
-    Store,
-    /// A credential was rejected.
-    Erase,
-    /// A future operation: git asks helpers to ignore it silently.
-    Unknown(String),
-}
-
-impl Action {
-    /// Parses the action argument.
-    pub fn parse(arg: &str) -> Self {
-        match arg {
-            "get" => Action::Get,
-            "store" => Action::Store,
-            "erase" => Action::Erase,
-            other => Action::Unknown(other.to_owned()),
-        }
-    }
-}
-
 /// What git told us about the credential it needs.
 #[derive(Clone, Debug, Default)]
 pub struct Request {
@@ -460,17 +435,6 @@ mod tests {
         assert!(
             r.presented_token().is_none(),
             "only Basic carries a password"
-        );
-    }
-
-    #[test]
-    fn actions() {
-        assert_eq!(Action::parse("get"), Action::Get);
-        assert_eq!(Action::parse("store"), Action::Store);
-        assert_eq!(Action::parse("erase"), Action::Erase);
-        assert_eq!(
-            Action::parse("capabilities"),
-            Action::Unknown("capabilities".into())
         );
     }
 }

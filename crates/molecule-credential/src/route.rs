@@ -6,10 +6,10 @@
 //! installation: the key becomes `HOST/OWNER` (DESIGN.md leaves room for such keys). The
 //! platform source ignores the path: it has one token per workspace.
 
+use crate::cache::Entry;
 use crate::config::{Config, TokenSourceKind};
 use crate::error::{Class, Error, Result};
 use crate::protocol::Request;
-use crate::store::Entry;
 
 /// Where a credential request is routed.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +76,41 @@ pub fn target(config: &Config, request: &Request) -> Option<Target> {
     Some(Target { host, owner })
 }
 
+/// The target a command names with `--host` and `--owner`: a configured host (default: the
+/// first of `MOLECULE_GIT_HOSTS`), and an owner only for the `github-app` source.
+pub fn pick(config: &Config, host: Option<&str>, owner: Option<&str>) -> Result<Target> {
+    let host = match host {
+        Some(h) => config.serves_host(h).ok_or_else(|| {
+            Error::new(
+                Class::LocalConfig,
+                format!("--host {h:?} is not one of MOLECULE_GIT_HOSTS"),
+            )
+        })?,
+        None => config
+            .hosts
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::new(Class::LocalConfig, "MOLECULE_GIT_HOSTS is empty"))?,
+    };
+    let owner = match owner {
+        None => None,
+        Some(_) if config.token_source != TokenSourceKind::GithubApp => {
+            return Err(Error::new(
+                Class::LocalConfig,
+                "--owner selects an installation of the github-app source",
+            ));
+        }
+        Some(o) if is_owner(o) => Some(o.to_ascii_lowercase()),
+        Some(o) => {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!("--owner {o:?} is not an owner name"),
+            ));
+        }
+    };
+    Ok(Target { host, owner })
+}
+
 /// The installation for `target` that is known without asking GitHub: the configured owner
 /// map, then what minted the cached entry; without an owner, the default installation (or
 /// the only one configured). `Ok(None)`: discover it.
@@ -109,7 +144,7 @@ pub fn known_installation(
 /// (the first is the default target, and `status` lists them as configured), followed, for the
 /// `github-app` source, by that host's owners from the installation map and from the cache (so
 /// tokens git asked for stay warm), sorted and without duplicates.
-pub fn refresh_targets(config: &Config, doc: &crate::store::Document) -> Vec<Target> {
+pub fn refresh_targets(config: &Config, doc: &crate::cache::Document) -> Vec<Target> {
     let mut targets = Vec::new();
     for host in &config.hosts {
         targets.push(Target::host(host));
@@ -191,7 +226,7 @@ mod tests {
             ("MOLECULE_TOKEN_SOURCE", "github-app"),
             ("MOLECULE_GITHUB_APP_INSTALLATIONS", "acme=1"),
         ]);
-        let mut doc = crate::store::Document::default();
+        let mut doc = crate::cache::Document::default();
         let e = Entry::new(
             crate::Secret::new("ghs_x".into()),
             time::OffsetDateTime::now_utc(),
@@ -225,6 +260,26 @@ mod tests {
         );
         let platform = config(&[("MOLECULE_GITHUB_APP_INSTALLATIONS", "acme=1")]);
         assert_eq!(refresh_targets(&platform, &doc).len(), 1);
+    }
+
+    #[test]
+    fn commands_pick_a_configured_host_and_an_app_owner() {
+        let c = config(&[("MOLECULE_GIT_HOSTS", "github.com,ghe.example.com")]);
+        assert_eq!(pick(&c, None, None).unwrap().key(), "github.com");
+        assert_eq!(
+            pick(&c, Some("GHE.example.com:443"), None).unwrap().key(),
+            "ghe.example.com"
+        );
+        let e = pick(&c, Some("evil.test"), None).unwrap_err();
+        assert!(e.message().contains("not one of MOLECULE_GIT_HOSTS"), "{e}");
+        let e = pick(&c, None, Some("acme")).unwrap_err();
+        assert!(e.message().contains("github-app"), "{e}");
+        let app = config(&[("MOLECULE_TOKEN_SOURCE", "github-app")]);
+        assert_eq!(
+            pick(&app, None, Some("Acme")).unwrap().key(),
+            "github.com/acme"
+        );
+        assert!(pick(&app, None, Some("../x")).is_err());
     }
 
     #[test]

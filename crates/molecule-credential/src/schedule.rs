@@ -3,8 +3,12 @@
 //!
 //! - After a fresh token: `min(interval ± jitter, expires_at − margin − now)`.
 //! - After a transient failure, or a token that came back already inside the margin (the
-//!   platform re-mints only under 5 minutes): capped exponential backoff with full jitter,
-//!   `uniform(0, min(cap, base·2ⁿ⁻¹))`, never past the expiry of the token we still hold.
+//!   platform re-mints only under 5 minutes): exponential backoff with full jitter,
+//!   `uniform(0, ceiling)`, never past the expiry of the token we still hold. The ceiling is
+//!   `min(cap, base·2ⁿ⁻¹)`, or half of the held token's remaining usable life (until it enters
+//!   the margin) when that is longer — so a fleet recovering from an outage spreads its retries
+//!   over the time it actually has instead of stampeding — and never more than the interval
+//!   (a retry is never later than the next scheduled refresh would be).
 //! - After 429: the server's `Retry-After` when given.
 //! - After auth or not-configured: the normal interval (retrying sooner cannot help).
 //!
@@ -117,14 +121,48 @@ fn jittered_interval(policy: &Policy, dice: &mut dyn Dice) -> Duration {
     Duration::from_secs_f64((policy.interval.as_secs_f64() + offset).max(0.0))
 }
 
-/// The full-jitter backoff for the `attempt`-th consecutive failure (1-based).
-pub fn backoff(policy: &Policy, attempt: u32, dice: &mut dyn Dice) -> Duration {
+/// A scheduled refresh is skipped when another process fetched a fresh token this recently:
+/// a minute, or half the interval when that is shorter (with a 3-second interval a fixed minute
+/// would skip every refresh through a short outage).
+pub fn skip_window(policy: &Policy) -> Duration {
+    SKIP_WINDOW.min(policy.interval / 2)
+}
+
+/// The most a scheduled refresh is skipped for a recent fetch by another process.
+pub const SKIP_WINDOW: Duration = Duration::from_secs(60);
+
+/// The backoff ceiling for the `attempt`-th consecutive failure (1-based) while holding a token
+/// that expires at `holding`: the doubling series, or half the token's remaining usable life
+/// (until it enters the margin) when that is longer, never above the interval.
+pub fn ceiling(
+    policy: &Policy,
+    attempt: u32,
+    holding: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Duration {
     let doublings = attempt.saturating_sub(1).min(20);
-    let ceiling = policy
+    let doubled = policy
         .backoff_base
         .saturating_mul(1 << doublings)
         .min(policy.backoff_cap);
-    ceiling.mul_f64(dice.unit()).max(policy.min_wait)
+    let spread = holding.map_or(Duration::ZERO, |expiry| {
+        until(expiry - policy.margin, now) / 2
+    });
+    doubled.max(spread).min(policy.interval)
+}
+
+/// The full-jitter backoff for the `attempt`-th consecutive failure (1-based): uniform up to
+/// the [`ceiling`].
+pub fn backoff(
+    policy: &Policy,
+    attempt: u32,
+    holding: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    dice: &mut dyn Dice,
+) -> Duration {
+    ceiling(policy, attempt, holding, now)
+        .mul_f64(dice.unit())
+        .max(policy.min_wait)
 }
 
 /// The wait before the first refresh. `cached_expiry` is the earliest expiry of the usable
@@ -157,7 +195,7 @@ pub fn next_wait(
             jittered_interval(policy, dice).min(until(expires_at - policy.margin, now))
         }
         Outcome::Stale { expires_at } => {
-            backoff(policy, failures, dice).min(until(expires_at, now))
+            backoff(policy, failures, Some(expires_at), now, dice).min(until(expires_at, now))
         }
         Outcome::Failed {
             class,
@@ -167,10 +205,11 @@ pub fn next_wait(
             (Class::RateLimited, Some(after)) => after,
             (Class::Auth | Class::NotConfigured, _) => jittered_interval(policy, dice),
             _ => {
-                let b = backoff(policy, failures, dice);
+                let holding = holding.filter(|expiry| *expiry > now);
+                let b = backoff(policy, failures, holding, now, dice);
                 match holding {
-                    Some(expiry) if expiry > now => b.min(until(expiry, now)),
-                    _ => b,
+                    Some(expiry) => b.min(until(expiry, now)),
+                    None => b,
                 }
             }
         },
@@ -233,18 +272,58 @@ mod tests {
     fn backoff_series_is_capped_full_jitter() {
         let p = policy();
         let series: Vec<u64> = (1..=8)
-            .map(|n| backoff(&p, n, &mut FixedDice(0.5)).as_secs())
+            .map(|n| backoff(&p, n, None, now(), &mut FixedDice(0.5)).as_secs())
             .collect();
         assert_eq!(series, [7, 15, 30, 60, 120, 150, 150, 150]);
         let top: Vec<u64> = (1..=7)
-            .map(|n| backoff(&p, n, &mut FixedDice(0.999_999)).as_secs())
+            .map(|n| backoff(&p, n, None, now(), &mut FixedDice(0.999_999)).as_secs())
             .collect();
         assert_eq!(top, [14, 29, 59, 119, 239, 299, 299]);
-        assert_eq!(backoff(&p, 1, &mut FixedDice(0.0)), MIN_WAIT);
+        assert_eq!(backoff(&p, 1, None, now(), &mut FixedDice(0.0)), MIN_WAIT);
         assert_eq!(
-            backoff(&p, u32::MAX, &mut FixedDice(0.5)),
+            backoff(&p, u32::MAX, None, now(), &mut FixedDice(0.5)),
             Duration::from_secs(150)
         );
+    }
+
+    #[test]
+    fn retries_spread_over_the_held_tokens_usable_life() {
+        let p = policy();
+        // 45 minutes left, 40 of them before the margin: the first retry may come up to 20
+        // minutes later, not within 15 seconds like every other daemon's.
+        let held = Some(mins(45));
+        assert_eq!(ceiling(&p, 1, held, now()), Duration::from_secs(20 * 60));
+        // The doubling series wins once it is longer.
+        assert_eq!(ceiling(&p, 9, Some(mins(10)), now()), BACKOFF_CAP);
+        // Inside the margin there is no usable life to spread over.
+        assert_eq!(ceiling(&p, 1, Some(mins(4)), now()), BACKOFF_BASE);
+        assert_eq!(ceiling(&p, 1, None, now()), BACKOFF_BASE);
+        // Never later than the next scheduled refresh would be.
+        let short = Policy {
+            interval: Duration::from_secs(3),
+            ..p
+        };
+        assert_eq!(ceiling(&short, 1, None, now()), Duration::from_secs(3));
+        assert_eq!(ceiling(&short, 9, held, now()), Duration::from_secs(3));
+        let failed = Outcome::Failed {
+            class: Class::Transient,
+            retry_after: None,
+            holding: held,
+        };
+        assert_eq!(
+            next_wait(&p, failed, 1, now(), &mut FixedDice(0.5)),
+            Duration::from_secs(10 * 60)
+        );
+    }
+
+    #[test]
+    fn the_skip_window_is_a_minute_or_half_the_interval() {
+        assert_eq!(skip_window(&policy()), Duration::from_secs(60));
+        let short = Policy {
+            interval: Duration::from_secs(3),
+            ..policy()
+        };
+        assert_eq!(skip_window(&short), Duration::from_millis(1500));
     }
 
     #[test]

@@ -2,7 +2,18 @@
 //! `REDACTED` and which has no `Display`, so the only way to the bytes is a visible
 //! [`Secret::expose`] at the site that truly needs them.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Class, Error, Result};
+use crate::store::{Links, open_regular};
+
+/// The largest secret file read: a bearer or a PEM key is a few KiB.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A value that must never reach a log, an error message, a panic or argv.
 #[derive(Clone, Default)]
@@ -83,6 +94,61 @@ pub fn is_valid_token(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Reads a secret file that someone else provisions (the platform bearer, the GitHub App's
+/// private key). Symlinks are followed (Kubernetes projects secrets through them); it must be a
+/// regular file (checked without blocking); it is refused when others may read it, and warned
+/// about once per process when its group may (a Kubernetes secret volume with `fsGroup` is
+/// 0440: fine there, a mistake elsewhere). Errors name the file and `what` it holds.
+pub fn read_file(path: &Path, what: &str) -> Result<Secret<Vec<u8>>> {
+    let Some((file, meta)) =
+        open_regular(path, std::fs::OpenOptions::new().read(true), Links::Follow)?
+    else {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!("{} ({what}) does not exist", path.display()),
+        ));
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{} ({what}) is readable by others (mode {mode:03o}); run chmod 600 on it",
+                path.display()
+            ),
+        ));
+    }
+    if mode & 0o040 != 0 && first_time(path) {
+        tracing::warn!(
+            "{} ({what}) is readable by its group (mode {mode:03o}): expected for a Kubernetes \
+             secret volume with fsGroup; elsewhere run chmod 600 on it",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::with_capacity(4096);
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(Class::LocalConfig, "reading", path, &e))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(Error::new(
+            Class::LocalConfig,
+            format!(
+                "{} ({what}) is larger than {MAX_SECRET_FILE} bytes",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Secret::new(bytes))
+}
+
+/// True the first time `path` is asked about in this process.
+fn first_time(path: &Path) -> bool {
+    static SEEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    SEEN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(path.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +167,38 @@ mod tests {
         assert!(!s.eq_str("ghs_abd"));
         assert!(!s.eq_str("ghs_ab"));
         assert!(!s.eq_str(""));
+    }
+
+    #[test]
+    fn secret_files_are_private_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bearer");
+        std::fs::write(&file, "b-1\n").unwrap();
+        let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(0o644);
+        let e = read_file(&file, "the platform bearer").unwrap_err();
+        assert_eq!(e.class(), Class::LocalConfig);
+        assert!(e.message().contains("readable by others (mode 644)"), "{e}");
+        for ok in [0o600, 0o400, 0o440, 0o640] {
+            mode(ok);
+            assert_eq!(read_file(&file, "x").unwrap().expose(), b"b-1\n", "{ok:o}");
+        }
+        // Followed through a symlink, as Kubernetes mounts secrets.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_file(&link, "x").unwrap().expose(), b"b-1\n");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = read_file(&fifo, "x").unwrap_err();
+        assert!(e.message().contains("not a regular file (a FIFO)"), "{e}");
+        let e = read_file(&dir.path().join("missing"), "the platform bearer").unwrap_err();
+        assert!(e.message().contains("does not exist"), "{e}");
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::cache::Document;
 use crate::clock::format_rfc3339;
 use crate::config::Config;
 use crate::error::{Class, Error, Result};
-use crate::store::{CacheDir, DAEMON_STATUS_FILE, DaemonLock, Document};
+use crate::store::{CacheDir, DAEMON_STATUS_FILE, DaemonLock};
 
 /// The version of the status document.
 pub const STATUS_VERSION: u32 = 1;
@@ -69,7 +70,83 @@ pub struct DaemonStatus {
     pub hosts: BTreeMap<String, HostStatus>,
 }
 
+/// How one refresh attempt for a host ended, as the status file records it.
+#[derive(Debug)]
+pub enum Recorded<'a> {
+    /// A token is cached: minted now (`http_status` set) or by another process moments ago.
+    Ok {
+        /// The mint's HTTP status, when a call was made.
+        http_status: Option<u16>,
+        /// Expiry of the token the cache holds.
+        expires_at: OffsetDateTime,
+    },
+    /// No new token.
+    Failed {
+        /// Why.
+        error: &'a Error,
+        /// Expiry of the token the cache still holds, if any.
+        held_expiry: Option<OffsetDateTime>,
+    },
+}
+
 impl DaemonStatus {
+    /// A fresh status for daemon `pid` started at `now`.
+    pub fn new(pid: u32, now: OffsetDateTime) -> Self {
+        Self {
+            version: STATUS_VERSION,
+            pid,
+            started_at: now,
+            updated_at: now,
+            next_wake_at: None,
+            hosts: BTreeMap::new(),
+        }
+    }
+
+    /// Records one refresh attempt for `host` at `now`. Returns the class of the host's
+    /// previous attempt (`None` for its first), so callers can speak up once per change of
+    /// state.
+    pub fn record_refresh(
+        &mut self,
+        host: &str,
+        recorded: &Recorded<'_>,
+        now: OffsetDateTime,
+    ) -> Option<Class> {
+        let hs = self.hosts.entry(host.to_owned()).or_default();
+        let previous = hs.last_attempt.as_ref().map(|a| a.class);
+        match recorded {
+            Recorded::Ok {
+                http_status,
+                expires_at,
+            } => {
+                hs.last_attempt = Some(Attempt {
+                    at: now,
+                    class: Class::Ok,
+                    http_status: *http_status,
+                    message: None,
+                });
+                hs.last_success_at = Some(now);
+                hs.consecutive_failures = 0;
+                hs.token_expires_at = Some(*expires_at);
+            }
+            Recorded::Failed { error, held_expiry } => {
+                hs.last_attempt = Some(Attempt {
+                    at: now,
+                    class: error.class(),
+                    http_status: error.status(),
+                    message: Some(error.message().to_owned()),
+                });
+                hs.consecutive_failures = hs.consecutive_failures.saturating_add(1);
+                hs.token_expires_at = *held_expiry;
+            }
+        }
+        previous
+    }
+
+    /// Records the last `gh auth login` for `host`.
+    pub fn record_gh_login(&mut self, host: &str, attempt: Attempt) {
+        self.hosts.entry(host.to_owned()).or_default().gh_login = Some(attempt);
+    }
+
     /// Reads the status file. `Ok(None)` when no daemon has written one.
     pub fn read(cache: &CacheDir) -> Result<Option<Self>> {
         let Some(bytes) = cache.read_file(DAEMON_STATUS_FILE)? else {
@@ -166,10 +243,10 @@ pub fn assess(
 mod tests {
     use super::*;
     use crate::Secret;
+    use crate::cache::Entry;
     use crate::clock::parse_rfc3339;
     use crate::error::Class;
     use crate::status::{Attempt, HostStatus};
-    use crate::store::Entry;
 
     fn now() -> OffsetDateTime {
         parse_rfc3339("2026-11-22T18:00:00Z").unwrap()
@@ -214,6 +291,40 @@ mod tests {
             next_wake_at: wake_in_min.map(|m| now() + time::Duration::minutes(m)),
             hosts,
         }
+    }
+
+    #[test]
+    fn recording_counts_failures_and_returns_the_previous_class() {
+        let mut s = DaemonStatus::new(7, now());
+        let down = Error::new(Class::Transient, "down").with_status(503);
+        let failed = Recorded::Failed {
+            error: &down,
+            held_expiry: Some(now()),
+        };
+        assert_eq!(s.record_refresh("github.com", &failed, now()), None);
+        assert_eq!(
+            s.record_refresh("github.com", &failed, now()),
+            Some(Class::Transient)
+        );
+        let h = &s.hosts["github.com"];
+        assert_eq!(h.consecutive_failures, 2);
+        let a = h.last_attempt.as_ref().unwrap();
+        assert_eq!(
+            (a.class, a.http_status, a.message.as_deref()),
+            (Class::Transient, Some(503), Some("down"))
+        );
+        let ok = Recorded::Ok {
+            http_status: Some(200),
+            expires_at: now() + time::Duration::HOUR,
+        };
+        assert_eq!(
+            s.record_refresh("github.com", &ok, now()),
+            Some(Class::Transient)
+        );
+        let h = &s.hosts["github.com"];
+        assert_eq!(h.consecutive_failures, 0);
+        assert_eq!(h.last_success_at, Some(now()));
+        assert_eq!(h.token_expires_at, Some(now() + time::Duration::HOUR));
     }
 
     #[test]

@@ -1,31 +1,28 @@
-//! The token cache on disk: `tokens.json` and the locks beside it (DESIGN.md, "Files in the
-//! cache directory").
+//! The token cache on disk: the cache directory, its files and its locks (DESIGN.md, "Files in
+//! the cache directory"). What the document means is [`crate::cache`]'s; this module keeps it.
 //!
 //! - Readers need no lock: writers replace `tokens.json` by renaming a fsynced temp file over
 //!   it, so a reader sees the old document or the new one, never a torn one.
-//! - `tokens.lock` guards read-modify-write. [`TokensLock`] is the only way to write, and
-//!   [`TokensLock::write`] consumes it: holding the guard is the permission to write.
-//! - Every write is compare-and-swap through [`should_replace`]: a later expiry is never
-//!   overwritten by an earlier one, and a fallback token never replaces a platform token.
+//! - `tokens.lock` guards read-modify-write, waited for at most [`TOKENS_LOCK_WAIT`].
+//!   [`TokensLock`] is the only way to write, and [`TokensLock::write`] consumes it: holding the
+//!   guard is the permission to write. Every write is compare-and-swap through
+//!   [`should_replace`].
 //! - `refresh.lock` makes minting single-flight across processes; `daemon.lock` keeps one
 //!   daemon per directory.
+//! - Every wait is [`poll_within`]: bounded, and a stopped holder never hangs a waiter.
 //! - Like ssh, we refuse a cache directory or file that is a symlink, is not owned by us, or is
-//!   accessible by group or others: a token cache anyone else can read or swap is not a cache.
+//!   accessible by group or others; and a FIFO, socket, device or directory where a file
+//!   should be is refused at once, without blocking ([`open_regular`]).
 //!
 //! This module is the only one that touches `File::lock`.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use time::OffsetDateTime;
-
+use crate::cache::{Document, Entry, should_replace};
 use crate::error::{Class, Error, Result};
 use crate::secret::Secret;
 
@@ -39,12 +36,19 @@ pub const REFRESH_LOCK: &str = "refresh.lock";
 pub const DAEMON_LOCK: &str = "daemon.lock";
 /// The daemon's last outcome, for `status` and health checks.
 pub const DAEMON_STATUS_FILE: &str = "daemon.status.json";
-/// The version of `tokens.json` this build reads and writes.
-pub const DOCUMENT_VERSION: u32 = 1;
-/// `source` of entries minted by the platform.
-pub const SOURCE_PLATFORM: &str = "platform";
-/// `source` of entries that came from the fallback token.
-pub const SOURCE_FALLBACK: &str = "fallback";
+/// Every file this project keeps in the cache directory.
+pub const FILES: [&str; 5] = [
+    TOKENS_FILE,
+    TOKENS_LOCK,
+    REFRESH_LOCK,
+    DAEMON_LOCK,
+    DAEMON_STATUS_FILE,
+];
+/// How long `tokens.lock` is waited for: git's own `credentialStore.lockTimeoutMS`. It is held
+/// for microseconds, so a holder past this is stopped or frozen.
+pub const TOKENS_LOCK_WAIT: Duration = Duration::from_secs(1);
+/// The longest pause between two attempts of [`poll_within`].
+pub const POLL_MAX: Duration = Duration::from_millis(10);
 
 /// Prefix and suffix of temp files, so a crashed writer's leftovers can be recognised.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -52,120 +56,30 @@ const TEMP_SUFFIX: &str = ".partial";
 /// No cache file we write comes near this; a larger one is not ours.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
-/// `tokens.json`. Unknown fields are kept on rewrite and otherwise ignored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Document {
-    /// Always [`DOCUMENT_VERSION`].
-    pub version: u32,
-    /// Keyed by lower-case host, with `:port` when not 443.
-    #[serde(default)]
-    pub entries: BTreeMap<String, Entry>,
-    /// Fields a newer writer added.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl Document {
-    /// Parses a `tokens.json` document (what [`CacheDir::read`] does after its file checks).
-    /// Errors name the position only, never content.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        parse_document(bytes, Path::new(TOKENS_FILE))
-    }
-
-    /// The bytes [`TokensLock::write`] writes for this document.
-    pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|_| Error::new(Class::LocalConfig, "serialising the token cache failed"))?;
-        bytes.push(b'\n');
-        Ok(bytes)
-    }
-}
-
-impl Default for Document {
-    fn default() -> Self {
-        Self {
-            version: DOCUMENT_VERSION,
-            entries: BTreeMap::new(),
-            extra: Map::new(),
-        }
-    }
-}
-
-/// One cached token.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Entry {
-    /// The token itself.
-    #[serde(with = "crate::secret::exposed")]
-    pub token: Secret<String>,
-    /// When the token dies (the platform's `expires_at`, or a bounded guess when it gave none).
-    #[serde(with = "crate::clock::rfc3339")]
-    pub expires_at: OffsetDateTime,
-    /// When we obtained it.
-    #[serde(with = "crate::clock::rfc3339")]
-    pub fetched_at: OffsetDateTime,
-    /// `platform`, `fallback`, or another source's name.
-    pub source: String,
-    /// Set by `erase`: a server rejected this token, so it is never served from the cache again.
-    #[serde(default)]
-    pub suspect: bool,
-    /// The GitHub App installation that minted it (`github-app` source): also the remembered
-    /// answer of installation discovery for this owner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub installation_id: Option<u64>,
-    /// Fields a newer writer added.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl Entry {
-    /// A new, unsuspected entry.
-    pub fn new(
-        token: Secret<String>,
-        expires_at: OffsetDateTime,
-        fetched_at: OffsetDateTime,
-        source: &str,
-    ) -> Self {
-        Self {
-            token,
-            expires_at,
-            fetched_at,
-            source: source.to_owned(),
-            suspect: false,
-            installation_id: None,
-            extra: Map::new(),
-        }
-    }
-
-    /// Whether this entry may be served as fresh at `now`: not suspect, and more than `margin`
-    /// before expiry.
-    pub fn is_fresh(&self, now: OffsetDateTime, margin: Duration) -> bool {
-        !self.suspect && now + margin < self.expires_at
-    }
-
-    /// Whether this entry may still be served in a degraded answer: not suspect, not expired.
-    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
-        !self.suspect && now < self.expires_at
-    }
-}
-
-/// The compare-and-swap rule for offering `new` where `old` is cached.
+/// The one way this project waits for what another process holds: `attempt` now, then again
+/// after 1, 2, 4 … ms (never more than [`POLL_MAX`] apart) until `wait` has passed.
+/// `Ok(None)` when it never succeeded.
 ///
-/// - Nothing cached: write.
-/// - A fallback token never replaces a token from a real source, and always gives way to one.
-/// - A suspect entry (a server rejected it) gives way to anything else from a real source,
-///   including the same token fetched again, which clears the flag.
-/// - Otherwise the later `expires_at` wins; equal expiry takes the newer fetch.
-pub fn should_replace(old: Option<&Entry>, new: &Entry) -> bool {
-    let Some(old) = old else { return true };
-    match (old.source == SOURCE_FALLBACK, new.source == SOURCE_FALLBACK) {
-        (false, true) => return false,
-        (true, false) => return true,
-        _ => {}
+/// Bounded by construction and thread-free: a stopped or frozen holder costs a waiter `wait`
+/// and nothing after it (a thread blocked in `flock` would stay blocked as long as the holder
+/// does, and a long-lived daemon would pile them up).
+pub fn poll_within<T>(
+    wait: Duration,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(done) = attempt()? {
+            return Ok(Some(done));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(POLL_MAX);
     }
-    if old.suspect {
-        return true;
-    }
-    new.expires_at >= old.expires_at
 }
 
 /// The effective user ID, for ownership checks.
@@ -177,6 +91,34 @@ pub fn current_uid() -> u32 {
 
 fn local(doing: &str, path: &Path, err: &io::Error) -> Error {
     Error::io(Class::LocalConfig, doing, path, err)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn kind_of(file_type: fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else if file_type.is_symlink() {
+        "a symlink"
+    } else {
+        "not a file"
+    }
+}
+
+fn not_regular(path: &Path, file_type: fs::FileType) -> Error {
+    Error::new(
+        Class::LocalConfig,
+        format!(
+            "{} is not a regular file ({}); remove it",
+            path.display(),
+            kind_of(file_type)
+        ),
+    )
 }
 
 /// Refuses metadata that is not ours alone (ssh's rule): wrong owner, or any group/other bit.
@@ -205,6 +147,55 @@ fn check_private(path: &Path, meta: &fs::Metadata, what: &str, uid: u32) -> Resu
     Ok(())
 }
 
+/// Whether symlinks are followed when opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// Refuse a symlink (the cache's files: ours alone, never redirected).
+    Refuse,
+    /// Follow it (secrets mounted by an orchestrator: Kubernetes projects them as symlinks).
+    Follow,
+}
+
+/// Opens `path` without blocking whatever it is, and refuses anything but a regular file: a
+/// FIFO, socket, device or directory in its place is reported at once, naming the path (a
+/// blocking open of a FIFO waits for a writer forever). `Ok(None)` when it does not exist.
+pub fn open_regular(
+    path: &Path,
+    options: &mut OpenOptions,
+    links: Links,
+) -> Result<Option<(File, fs::Metadata)>> {
+    let nofollow = match links {
+        Links::Refuse => libc::O_NOFOLLOW,
+        Links::Follow => 0,
+    };
+    let opened = options
+        .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && links == Links::Refuse => {
+            return Err(Error::new(
+                Class::LocalConfig,
+                format!("{} is a symlink; refusing to follow it", path.display()),
+            ));
+        }
+        // A socket cannot be opened (ENXIO), nor a directory for writing (EISDIR), nor a FIFO
+        // for writing without a reader (ENXIO): say what is there instead.
+        Err(e) => {
+            return Err(match fs::symlink_metadata(path) {
+                Ok(m) if !m.is_file() => not_regular(path, m.file_type()),
+                _ => local("opening", path, &e),
+            });
+        }
+    };
+    let meta = file.metadata().map_err(|e| local("inspecting", path, &e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path, meta.file_type()));
+    }
+    Ok(Some((file, meta)))
+}
+
 /// Opens a file we own for reading without following symlinks and checks it is private.
 /// `Ok(None)` when it does not exist.
 pub fn open_private_file(path: &Path) -> Result<Option<File>> {
@@ -212,27 +203,9 @@ pub fn open_private_file(path: &Path) -> Result<Option<File>> {
 }
 
 fn open_private(path: &Path, options: &mut OpenOptions, uid: u32) -> Result<Option<File>> {
-    let file = match options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(Error::new(
-                Class::LocalConfig,
-                format!("{} is a symlink; refusing to follow it", path.display()),
-            ));
-        }
-        Err(e) => return Err(local("opening", path, &e)),
+    let Some((file, meta)) = open_regular(path, options, Links::Refuse)? else {
+        return Ok(None);
     };
-    let meta = file.metadata().map_err(|e| local("inspecting", path, &e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            Class::LocalConfig,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
     check_private(path, &meta, "file", uid)?;
     Ok(Some(file))
 }
@@ -245,7 +218,8 @@ pub fn read_private_file(path: &Path) -> Result<Option<Vec<u8>>> {
     read_capped(file, path).map(Some)
 }
 
-fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
+/// Reads at most a few MiB of an opened file.
+pub fn read_capped(file: File, path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(2048);
     file.take(MAX_FILE + 1)
         .read_to_end(&mut buf)
@@ -334,15 +308,30 @@ impl CacheDir {
         self.path.join(name)
     }
 
+    /// Checks, without opening anything, that each of [`FILES`] is missing or a regular file:
+    /// for the daemon, which should say at start what would otherwise fail at every wake.
+    pub fn check_files(&self) -> Result<()> {
+        for name in FILES {
+            let path = self.file(name);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if !m.is_file() => return Err(not_regular(&path, m.file_type())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(local("inspecting", &path, &e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads `tokens.json` without a lock. A missing file is an empty document; a corrupt,
-    /// insecure or future-version one is an error (never silently replaced).
+    /// insecure, non-regular or future-version one is an error (never silently replaced).
     pub fn read(&self) -> Result<Document> {
         let path = self.file(TOKENS_FILE);
         let Some(file) = open_private(&path, OpenOptions::new().read(true), self.uid)? else {
             return Ok(Document::default());
         };
         let bytes = read_capped(file, &path)?;
-        parse_document(&bytes, &path)
+        Document::parse(&bytes, &path)
     }
 
     /// The entry for `key`, if any.
@@ -350,40 +339,56 @@ impl CacheDir {
         Ok(self.read()?.entries.remove(key))
     }
 
-    /// Takes `tokens.lock` for a read-modify-write. Held for microseconds: never across a
-    /// network call.
+    /// Takes `tokens.lock` for a read-modify-write, waiting at most [`TOKENS_LOCK_WAIT`]; past
+    /// that the write is abandoned with class transient. Held for microseconds: never across
+    /// a network call.
     pub fn lock_tokens(&self) -> Result<TokensLock<'_>> {
         let file = self.lock_file(TOKENS_LOCK)?;
-        let path = self.file(TOKENS_LOCK);
-        file.lock().map_err(|e| local("locking", &path, &e))?;
-        Ok(TokensLock {
-            dir: self,
-            _lock: file,
-        })
+        match poll_within(TOKENS_LOCK_WAIT, || self.try_lock(&file, TOKENS_LOCK))? {
+            Some(()) => Ok(TokensLock {
+                dir: self,
+                _lock: file,
+            }),
+            None => Err(Error::new(
+                Class::Transient,
+                format!(
+                    "another process held {} for more than {}s; the write was abandoned",
+                    self.file(TOKENS_LOCK).display(),
+                    TOKENS_LOCK_WAIT.as_secs()
+                ),
+            )),
+        }
+    }
+
+    fn try_lock(&self, file: &File, name: &str) -> Result<Option<()>> {
+        match file.try_lock() {
+            Ok(()) => Ok(Some(())),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(local("locking", &self.file(name), &e)),
+        }
     }
 
     fn lock_file(&self, name: &str) -> Result<File> {
         let path = self.file(name);
-        let rw = open_private(
-            &path,
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .mode(0o600),
-            self.uid,
-        );
-        match rw {
+        let mut rw = OpenOptions::new();
+        rw.read(true).write(true).create(true).mode(0o600);
+        match open_private(&path, &mut rw, self.uid) {
             Ok(Some(f)) => Ok(f),
-            // A read-only directory still lets us lock an existing lock file.
-            Err(e) => match open_private(&path, OpenOptions::new().read(true), self.uid) {
-                Ok(Some(f)) => Ok(f),
-                _ => Err(e),
-            },
             Ok(None) => Err(Error::new(
                 Class::LocalConfig,
                 format!("{} vanished while opening it", path.display()),
             )),
+            // A read-only directory still lets us lock an existing lock file; anything else
+            // (insecure, not a regular file) is the answer.
+            Err(e) => match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => {
+                    match open_private(&path, OpenOptions::new().read(true), self.uid) {
+                        Ok(Some(f)) => Ok(f),
+                        _ => Err(e),
+                    }
+                }
+                _ => Err(e),
+            },
         }
     }
 
@@ -422,47 +427,29 @@ impl CacheDir {
         Ok(true)
     }
 
-    /// Takes `refresh.lock`, waiting at most `wait`. `Ok(None)` when the wait ran out.
-    ///
-    /// The wait blocks in the kernel (so the waiter wakes the moment the holder is done, with
-    /// no polling) on a helper thread; if we give up first, the thread's eventual lock is
-    /// dropped at once because nobody receives it.
+    /// Takes `refresh.lock` if it is free, without waiting. `Ok(None)` when another process
+    /// holds it.
+    pub fn try_refresh_lock(&self) -> Result<Option<RefreshLock>> {
+        let file = self.lock_file(REFRESH_LOCK)?;
+        Ok(self
+            .try_lock(&file, REFRESH_LOCK)?
+            .map(|()| RefreshLock { _lock: file }))
+    }
+
+    /// Takes `refresh.lock`, waiting at most `wait` ([`poll_within`]). `Ok(None)` when the
+    /// wait ran out.
     pub fn refresh_lock(&self, wait: Duration) -> Result<Option<RefreshLock>> {
         let file = self.lock_file(REFRESH_LOCK)?;
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(RefreshLock { _lock: file })),
-            Err(fs::TryLockError::WouldBlock) => {}
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(local("locking", &self.file(REFRESH_LOCK), &e));
-            }
-        }
-        if wait.is_zero() {
-            return Ok(None);
-        }
-        let (tx, rx) = mpsc::sync_channel::<io::Result<File>>(1);
-        std::thread::Builder::new()
-            .name("refresh-lock-wait".into())
-            .spawn(move || {
-                let result = file.lock().map(|()| file);
-                // A closed channel means the waiter gave up: dropping the file unlocks it.
-                let _ = tx.send(result);
-            })
-            .map_err(|e| local("waiting for", &self.file(REFRESH_LOCK), &e))?;
-        match rx.recv_timeout(wait) {
-            Ok(Ok(file)) => Ok(Some(RefreshLock { _lock: file })),
-            Ok(Err(e)) => Err(local("locking", &self.file(REFRESH_LOCK), &e)),
-            Err(_) => Ok(None),
-        }
+        Ok(poll_within(wait, || self.try_lock(&file, REFRESH_LOCK))?
+            .map(|()| RefreshLock { _lock: file }))
     }
 
     /// Takes `daemon.lock` without waiting. `Ok(None)` when another daemon holds it.
     pub fn try_daemon_lock(&self) -> Result<Option<DaemonLock>> {
         let file = self.lock_file(DAEMON_LOCK)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(DaemonLock { _lock: file })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(local("locking", &self.file(DAEMON_LOCK), &e)),
-        }
+        Ok(self
+            .try_lock(&file, DAEMON_LOCK)?
+            .map(|()| DaemonLock { _lock: file }))
     }
 
     /// Reads a private file of the cache directory by name. `Ok(None)` when missing.
@@ -523,50 +510,6 @@ impl CacheDir {
     }
 }
 
-fn parse_document(bytes: &[u8], path: &Path) -> Result<Document> {
-    // serde_json's messages can quote the offending value, which may be a token: report only
-    // the position.
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
-        Error::new(
-            Class::LocalConfig,
-            format!(
-                "{} is not a valid token cache ({:?} error at line {}, column {}); remove it to start over",
-                path.display(),
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
-    // A token read back goes into git's line protocol as is: one with a newline would inject
-    // lines, whoever wrote the file.
-    if let Some(host) = doc
-        .entries
-        .iter()
-        .find(|(_, e)| !crate::secret::is_valid_token(e.token.expose()))
-        .map(|(h, _)| h)
-    {
-        return Err(Error::new(
-            Class::LocalConfig,
-            format!(
-                "{}: the entry for {host} holds a malformed token; remove the file to start over",
-                path.display()
-            ),
-        ));
-    }
-    if doc.version != DOCUMENT_VERSION {
-        return Err(Error::new(
-            Class::LocalConfig,
-            format!(
-                "{} has version {}; this build understands version {DOCUMENT_VERSION}",
-                path.display(),
-                doc.version
-            ),
-        ));
-    }
-    Ok(doc)
-}
-
 /// Permission to read-modify-write `tokens.json`. Dropping it unlocks.
 #[derive(Debug)]
 pub struct TokensLock<'a> {
@@ -601,7 +544,10 @@ pub struct DaemonLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::SOURCE_PLATFORM;
     use crate::clock::parse_rfc3339;
+    use serde_json::Value;
+    use time::OffsetDateTime;
 
     fn t(s: &str) -> OffsetDateTime {
         parse_rfc3339(s).unwrap()
@@ -620,65 +566,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = CacheDir::open(&tmp.path().join("cache")).unwrap();
         (tmp, dir)
-    }
-
-    #[test]
-    fn cas_rule() {
-        let old = entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM);
-        assert!(should_replace(None, &old));
-        assert!(should_replace(
-            Some(&old),
-            &entry("b", "2026-11-22T19:30:00Z", SOURCE_PLATFORM)
-        ));
-        assert!(should_replace(
-            Some(&old),
-            &entry("b", "2026-11-22T19:00:00Z", SOURCE_PLATFORM)
-        ));
-        assert!(!should_replace(
-            Some(&old),
-            &entry("b", "2026-11-22T18:59:59Z", SOURCE_PLATFORM)
-        ));
-        assert!(!should_replace(
-            Some(&old),
-            &entry("f", "2099-01-01T00:00:00Z", SOURCE_FALLBACK)
-        ));
-        let mut suspect = old.clone();
-        suspect.suspect = true;
-        assert!(should_replace(
-            Some(&suspect),
-            &entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM)
-        ));
-        assert!(should_replace(
-            Some(&suspect),
-            &entry("b", "2026-11-22T18:00:00Z", SOURCE_PLATFORM)
-        ));
-        assert!(!should_replace(
-            Some(&suspect),
-            &entry("f", "2099-01-01T00:00:00Z", SOURCE_FALLBACK)
-        ));
-        let fb = entry("f", "2026-11-22T19:00:00Z", SOURCE_FALLBACK);
-        assert!(should_replace(
-            Some(&fb),
-            &entry("a", "2026-11-22T18:30:00Z", SOURCE_PLATFORM)
-        ));
-        assert!(should_replace(
-            Some(&fb),
-            &entry("a", "2026-11-22T19:30:00Z", SOURCE_PLATFORM)
-        ));
-    }
-
-    #[test]
-    fn freshness() {
-        let e = entry("a", "2026-11-22T19:00:00Z", SOURCE_PLATFORM);
-        let margin = Duration::from_secs(300);
-        assert!(e.is_fresh(t("2026-11-22T18:54:59Z"), margin));
-        assert!(!e.is_fresh(t("2026-11-22T18:55:00Z"), margin));
-        assert!(e.is_usable(t("2026-11-22T18:59:59Z")));
-        assert!(!e.is_usable(t("2026-11-22T19:00:00Z")));
-        let mut s = e.clone();
-        s.suspect = true;
-        assert!(!s.is_fresh(t("2026-11-22T18:00:00Z"), margin));
-        assert!(!s.is_usable(t("2026-11-22T18:00:00Z")));
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use molecule_credential::cache::Entry;
 use molecule_credential::clock::Clock;
-use molecule_credential::store::{CacheDir, Entry};
+use molecule_credential::store::CacheDir;
 use molecule_credential::{Class, Error, Secret};
 
 use crate::support::{Controls, Scripted, Step, TokioClock, config, run_daemon, signals, until};
@@ -235,21 +236,22 @@ async fn shutdown_abandons_a_hanging_call_and_leaves_the_cache_alone() {
 #[tokio::test(start_paused = true)]
 async fn the_wall_clock_jumping_is_read_at_every_wake() {
     {
-        // Forward: two hours pass for the wall clock while the daemon sleeps (a resumed VM). At its
-        // next wake the token it holds is dead by the wall clock; the refresh after that is
-        // scheduled from the new reading, not the old one.
+        // Forward: two hours pass for the wall clock while the daemon sleeps (a resumed VM). The
+        // clock change wakes it (as the kernel cancels a CANCEL_ON_SET timerfd), the token it
+        // holds is dead by the wall clock, and it refreshes at once instead of sleeping out a
+        // timer set before the jump; the refresh after that is scheduled from the new reading.
         let played = run(
             vec![Step::Token(HOUR)],
             |_, _| {},
             |clock, controls| async move {
                 until(&clock, 600.0).await;
                 clock.jump(2 * 3600);
-                until(&clock, 6000.0).await;
+                until(&clock, 5900.0).await;
                 controls.stop.send(()).unwrap();
             },
         )
         .await;
-        assert_eq!(played.times, [0.0, 2700.0, 5400.0]);
+        assert_eq!(played.times, [0.0, 600.0, 3300.0]);
         let doc = CacheDir::open(&played.cache_dir).unwrap().read().unwrap();
         assert!(
             doc.entries["github.com"].expires_at > played.clock.now(),

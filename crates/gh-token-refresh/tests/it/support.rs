@@ -10,23 +10,28 @@ use clap::Parser;
 use gh_token_refresh::Cli;
 use gh_token_refresh::daemon::{Minter, Signals};
 use gh_token_refresh::gh::Gh;
+use molecule_credential::alarm::Alarm;
+use molecule_credential::cache::Entry;
 use molecule_credential::clock::{Clock, parse_rfc3339};
 use molecule_credential::config::Config;
-use molecule_credential::platform::{Minted, PlatformClient};
+use molecule_credential::platform::PlatformClient;
 use molecule_credential::route::Target;
 use molecule_credential::schedule::FixedDice;
-use molecule_credential::store::Entry;
+use molecule_credential::token::Minted;
 use molecule_credential::{Error, Result, Secret};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 /// Wall time that advances with tokio's clock, so paused time moves expiries too; `jump`
-/// moves the wall clock without moving monotonic time (NTP corrections, a resumed VM).
+/// moves the wall clock without moving monotonic time (NTP corrections, a resumed VM) and, as
+/// the kernel does for a timerfd armed with TFD_TIMER_CANCEL_ON_SET, wakes a waiting
+/// [`TokioAlarm`].
 #[derive(Clone)]
 pub struct TokioClock {
     base: OffsetDateTime,
     start: tokio::time::Instant,
     jumped: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl TokioClock {
@@ -36,13 +41,20 @@ impl TokioClock {
             base: parse_rfc3339("2026-11-22T18:00:00Z").unwrap(),
             start: tokio::time::Instant::now(),
             jumped: std::sync::Arc::default(),
+            changed: std::sync::Arc::default(),
         }
     }
 
-    /// Moves the wall clock by `secs` (negative: backwards).
+    /// Moves the wall clock by `secs` (negative: backwards), and says so to alarms.
     pub fn jump(&self, secs: i64) {
         self.jumped
             .fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// An alarm on this clock.
+    pub fn alarm(&self) -> TokioAlarm {
+        TokioAlarm(self.clone())
     }
 
     /// Simulated time since the start.
@@ -56,6 +68,20 @@ impl Clock for TokioClock {
         self.base
             + self.start.elapsed()
             + time::Duration::seconds(self.jumped.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// The wall-clock alarm on [`TokioClock`]: paused tokio time until the wall clock reads `at`,
+/// or until the clock jumps.
+pub struct TokioAlarm(TokioClock);
+
+impl Alarm for TokioAlarm {
+    async fn wait_until(&mut self, at: OffsetDateTime) {
+        let left = Duration::try_from(at - self.0.now()).unwrap_or(Duration::ZERO);
+        tokio::select! {
+            () = tokio::time::sleep(left) => {}
+            () = self.0.changed.notified() => {}
+        }
     }
 }
 
@@ -187,7 +213,7 @@ impl Minter for &HttpMinter {
 /// A config for a temp cache directory, platform at `platform_url`.
 pub fn config(dir: &std::path::Path, platform_url: &str, extra: &[(&str, &str)]) -> Config {
     std::fs::create_dir_all(dir.join("configs")).unwrap();
-    std::fs::write(dir.join("configs/.auth_token"), "bearer-xyz\n").unwrap();
+    molecule_tests::write_secret(&dir.join("configs/.auth_token"), "bearer-xyz\n");
     let cache = dir.join("cache").display().to_string();
     let configs = dir.join("configs").display().to_string();
     let mut pairs: Vec<(String, String)> = vec![
@@ -235,15 +261,15 @@ pub async fn run_daemon<M: Minter>(
     driver: impl std::future::Future<Output = ()>,
 ) -> u8 {
     let cli = Cli::parse_from(["gh-token-refresh"]);
-    let mut sink = Vec::new();
     let deps = gh_token_refresh::Deps {
-        clock,
+        clock: Arc::new(clock.clone()),
         dice: FixedDice(0.5),
         minter,
+        alarm: clock.alarm(),
         gh,
         signals,
     };
-    let daemon = gh_token_refresh::run(&cli, config, deps, &mut sink);
+    let daemon = gh_token_refresh::run(&cli, Arc::new(config.clone()), deps);
     let (code, ()) = tokio::join!(daemon, driver);
     code
 }
@@ -270,7 +296,7 @@ impl Proc {
     pub fn new(platform_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("configs")).unwrap();
-        std::fs::write(dir.path().join("configs/.auth_token"), "bearer-xyz\n").unwrap();
+        molecule_tests::write_secret(&dir.path().join("configs/.auth_token"), "bearer-xyz\n");
         let p = |rel: &str| dir.path().join(rel).display().to_string();
         let env = vec![
             ("HOME".into(), p("")),

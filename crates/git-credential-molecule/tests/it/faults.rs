@@ -329,7 +329,7 @@ fn kill_9_during_writes_never_tears_the_cache() {
             killed_mid_run += 1;
         }
         if let Some(bytes) = sb.tokens_json() {
-            let doc = molecule_credential::store::Document::from_slice(&bytes)
+            let doc = molecule_credential::cache::Document::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("torn tokens.json after kill {i}: {e}"));
             assert!(doc.entries["github.com"].token.eq_str(&token));
         }

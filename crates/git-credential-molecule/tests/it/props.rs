@@ -6,7 +6,7 @@
 //! Each case spawns the helper, so the case count is modest. Assertion messages never include
 //! what the helper printed (it may hold the token).
 
-use molecule_credential::config::normalize_host;
+use molecule_credential::host::normalize_host;
 use molecule_credential::protocol::read_request;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};

@@ -105,7 +105,7 @@ impl Sandbox {
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&configs).unwrap();
-        std::fs::write(configs.join(".auth_token"), format!("  {BEARER}\n")).unwrap();
+        molecule_tests::write_secret(&configs.join(".auth_token"), format!("  {BEARER}\n"));
         let cache = home.join(".molecule-token-cache");
         let mut env = BTreeMap::new();
         env.insert("HOME".into(), home.display().to_string());

@@ -17,14 +17,17 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use molecule_credential::clock::{format_rfc3339, parse_rfc3339};
-use molecule_credential::config::{Config, normalize_host};
-use molecule_credential::logging::{REDACTED, TOKEN_PREFIXES, redact};
-use molecule_credential::platform::{MAX_LIFETIME, RawResponse, classify};
-use molecule_credential::protocol::{Answer, MAX_INPUT, MAX_LINE, read_request, write_answer};
-use molecule_credential::store::{
+use molecule_credential::cache::{
     Document, Entry, SOURCE_FALLBACK, SOURCE_PLATFORM, should_replace,
 };
+use molecule_credential::clock::{format_rfc3339, parse_rfc3339};
+use molecule_credential::config::Config;
+use molecule_credential::host::normalize_host;
+use molecule_credential::http::RawResponse;
+use molecule_credential::logging::{REDACTED, TOKEN_PREFIXES, redact};
+use molecule_credential::platform::classify;
+use molecule_credential::protocol::{Answer, MAX_INPUT, MAX_LINE, read_request, write_answer};
+use molecule_credential::token::MAX_LIFETIME;
 use molecule_credential::{Class, Secret};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
