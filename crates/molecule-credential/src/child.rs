@@ -14,8 +14,8 @@ use crate::logging::redact;
 /// Most output kept per stream.
 const MAX_OUTPUT: u64 = 256 * 1024;
 
-/// What a finished child left behind.
-#[derive(Debug)]
+/// What a finished child left behind. Its `Debug` shows the streams' lengths only: a child's
+/// output may hold a token (`gh auth token` prints one).
 pub struct Output {
     /// Exit status.
     pub status: ExitStatus,
@@ -23,6 +23,21 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Standard error (capped).
     pub stderr: Vec<u8>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self;
+        f.debug_struct("Output")
+            .field("status", status)
+            .field("stdout", &format_args!("<{} bytes>", stdout.len()))
+            .field("stderr", &format_args!("<{} bytes>", stderr.len()))
+            .finish()
+    }
 }
 
 impl Output {
@@ -160,6 +175,21 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.class(), Class::NotConfigured);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_lengths_not_output() {
+        let out = run(
+            sh("echo ghs_SECRET; echo ghs_SECRET >&2"),
+            None,
+            Duration::from_secs(5),
+            "sh",
+        )
+        .await
+        .unwrap();
+        let shown = format!("{out:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("stdout: <11 bytes>"), "{shown}");
     }
 
     #[test]

@@ -46,11 +46,6 @@ impl Class {
         }
     }
 
-    /// Whether trying again soon may succeed. The one place retry policy asks.
-    pub fn is_transient(self) -> bool {
-        matches!(self, Class::Transient | Class::RateLimited)
-    }
-
     /// The class's name as written in logs and status files.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -161,25 +156,6 @@ mod tests {
         assert_eq!(Class::NotConfigured.exit_code(), 78);
         assert_eq!(Class::LocalConfig.exit_code(), 78);
         assert_eq!(Class::Exhausted.exit_code(), 69);
-    }
-
-    #[test]
-    fn only_transient_and_rate_limited_retry_soon() {
-        let retry: Vec<_> = [
-            Class::Ok,
-            Class::Transient,
-            Class::RateLimited,
-            Class::Protocol,
-            Class::Auth,
-            Class::NotConfigured,
-            Class::LocalConfig,
-            Class::BadInput,
-            Class::Exhausted,
-        ]
-        .into_iter()
-        .filter(|c| c.is_transient())
-        .collect();
-        assert_eq!(retry, [Class::Transient, Class::RateLimited]);
     }
 
     #[test]
