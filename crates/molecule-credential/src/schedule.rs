@@ -5,10 +5,10 @@
 //! - After a transient failure, or a token that came back already inside the margin (the
 //!   platform re-mints only under 5 minutes): exponential backoff with full jitter,
 //!   `uniform(0, ceiling)`, never past the expiry of the token we still hold. The ceiling is
-//!   `min(cap, base·2ⁿ⁻¹)`, or half of the held token's remaining usable life (until it enters
-//!   the margin) when that is longer — so a fleet recovering from an outage spreads its retries
-//!   over the time it actually has instead of stampeding — and never more than the interval
-//!   (a retry is never later than the next scheduled refresh would be).
+//!   `min(cap, base·2ⁿ⁻¹)`, or, after a failure, the held token's remaining usable life when
+//!   that is longer — so a fleet recovering from an outage spreads its retries over the time it
+//!   actually has instead of stampeding — and never more than the interval (a retry is never
+//!   later than the next scheduled refresh would be).
 //! - After 429: the server's `Retry-After` when given.
 //! - After auth or not-configured: the normal interval (retrying sooner cannot help).
 //!
@@ -132,8 +132,16 @@ pub fn skip_window(policy: &Policy) -> Duration {
 pub const SKIP_WINDOW: Duration = Duration::from_secs(60);
 
 /// The backoff ceiling for the `attempt`-th consecutive failure (1-based) while holding a token
-/// that expires at `holding`: the doubling series, or half the token's remaining usable life
-/// (until it enters the margin) when that is longer, never above the interval.
+/// that expires at `holding`: the doubling series, or the token's remaining usable life when
+/// that is longer, never above the interval.
+///
+/// Why the whole remaining life: after an outage, a fleet's retries land uniformly over their
+/// ceilings. The fleet benchmark (f) puts the post-recovery peak at 5.3× the mean with the
+/// 5-minute doubling alone, 4.1× spreading over half the remaining life, 4.0× over the life
+/// until the margin, and 2.3× over the whole remaining life — against the 2× that the
+/// backlog of a 10-minute outage and 15 minutes of remaining life make the floor. No token
+/// expires: every wait is also capped at the held token's expiry, and a token inside the
+/// margin is still served (degraded), while each helper refreshes by itself on a miss.
 pub fn ceiling(
     policy: &Policy,
     attempt: u32,
@@ -145,9 +153,7 @@ pub fn ceiling(
         .backoff_base
         .saturating_mul(1 << doublings)
         .min(policy.backoff_cap);
-    let spread = holding.map_or(Duration::ZERO, |expiry| {
-        until(expiry - policy.margin, now) / 2
-    });
+    let spread = holding.map_or(Duration::ZERO, |expiry| until(expiry, now));
     doubled.max(spread).min(policy.interval)
 }
 
@@ -194,8 +200,10 @@ pub fn next_wait(
         Outcome::Fresh { expires_at } => {
             jittered_interval(policy, dice).min(until(expires_at - policy.margin, now))
         }
+        // The source itself answered a token inside the margin (the platform re-mints only
+        // under 5 minutes): ask again soon, on the doubling series.
         Outcome::Stale { expires_at } => {
-            backoff(policy, failures, Some(expires_at), now, dice).min(until(expires_at, now))
+            backoff(policy, failures, None, now, dice).min(until(expires_at, now))
         }
         Outcome::Failed {
             class,
@@ -289,14 +297,12 @@ mod tests {
     #[test]
     fn retries_spread_over_the_held_tokens_usable_life() {
         let p = policy();
-        // 45 minutes left, 40 of them before the margin: the first retry may come up to 20
-        // minutes later, not within 15 seconds like every other daemon's.
-        let held = Some(mins(45));
-        assert_eq!(ceiling(&p, 1, held, now()), Duration::from_secs(20 * 60));
+        // 15 minutes left: the first retry may come up to 15 minutes later, not within 15
+        // seconds like every other daemon's.
+        let held = Some(mins(15));
+        assert_eq!(ceiling(&p, 1, held, now()), Duration::from_secs(15 * 60));
         // The doubling series wins once it is longer.
-        assert_eq!(ceiling(&p, 9, Some(mins(10)), now()), BACKOFF_CAP);
-        // Inside the margin there is no usable life to spread over.
-        assert_eq!(ceiling(&p, 1, Some(mins(4)), now()), BACKOFF_BASE);
+        assert_eq!(ceiling(&p, 9, Some(mins(2)), now()), BACKOFF_CAP);
         assert_eq!(ceiling(&p, 1, None, now()), BACKOFF_BASE);
         // Never later than the next scheduled refresh would be.
         let short = Policy {
@@ -312,7 +318,12 @@ mod tests {
         };
         assert_eq!(
             next_wait(&p, failed, 1, now(), &mut FixedDice(0.5)),
-            Duration::from_secs(10 * 60)
+            Duration::from_secs(450)
+        );
+        // Never past the held token's expiry.
+        assert!(
+            next_wait(&p, failed, 1, now(), &mut FixedDice(0.999_999))
+                < Duration::from_secs(15 * 60)
         );
     }
 
