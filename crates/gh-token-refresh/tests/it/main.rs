@@ -14,3 +14,4 @@ mod platform;
 mod process;
 mod schedule;
 mod support;
+mod waits;
