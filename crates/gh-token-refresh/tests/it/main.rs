@@ -10,6 +10,7 @@
 
 mod app;
 mod gh;
+mod health;
 mod platform;
 mod process;
 mod schedule;
