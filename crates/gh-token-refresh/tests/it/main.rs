@@ -15,4 +15,5 @@ mod platform;
 mod process;
 mod schedule;
 mod support;
+mod suspend;
 mod waits;
