@@ -9,12 +9,16 @@
 //!   skewable clock, installation discovery and scoped installation tokens.
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
+//! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
+//! - [`stuck`]: locks held by a stopped process, and non-regular files where a file belongs.
+//! - [`table`]: table-driven tests that run every case and report every failure.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
 //!
 //! Every server runs on its own thread with its own tokio runtime, so plain synchronous
 //! `#[test]`s can use them, and stops (and joins) when dropped.
 
 pub mod authority;
+pub mod deadline;
 pub mod ghe;
 pub mod git_server;
 pub mod gitcmd;
@@ -22,6 +26,8 @@ pub mod github_api;
 pub mod netns;
 pub mod platform;
 mod server;
+pub mod stuck;
+pub mod table;
 pub mod tls;
 
 pub use authority::{Issued, TokenAuthority, owner_scoped_rule};

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -100,6 +100,8 @@ struct State {
     fault: Mutex<Fault>,
     observer: Mutex<Option<SharedObserver>>,
     requests: AtomicU64,
+    /// When each request arrived, in order.
+    arrivals: Mutex<Vec<Instant>>,
     minted: AtomicU64,
 }
 
@@ -117,6 +119,7 @@ impl PlatformStandIn {
             fault: Mutex::new(Fault::None),
             observer: Mutex::new(None),
             requests: AtomicU64::new(0),
+            arrivals: Mutex::new(Vec::new()),
             minted: AtomicU64::new(0),
         });
         let handler_state = state.clone();
@@ -130,6 +133,19 @@ impl PlatformStandIn {
             }),
         );
         PlatformStandIn { server, state }
+    }
+
+    /// On a free port of 127.0.0.1, with the default options but `bearer`, and a fresh
+    /// authority.
+    pub fn local(bearer: &str) -> PlatformStandIn {
+        PlatformStandIn::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            PlatformOptions {
+                bearer: bearer.to_owned(),
+                ..PlatformOptions::default()
+            },
+            TokenAuthority::new(),
+        )
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -162,6 +178,12 @@ impl PlatformStandIn {
         self.state.requests.load(Ordering::Relaxed)
     }
 
+    /// When each request arrived (faulted ones included), in order: for tests of retry
+    /// timing.
+    pub fn request_times(&self) -> Vec<Instant> {
+        lock(&self.state.arrivals).clone()
+    }
+
     /// Tokens minted so far.
     pub fn minted(&self) -> u64 {
         self.state.minted.load(Ordering::Relaxed)
@@ -181,6 +203,7 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 async fn handle(state: &State, request: &Request, mut ctx: Ctx) -> Reply {
+    lock(&state.arrivals).push(Instant::now());
     state.requests.fetch_add(1, Ordering::Relaxed);
     let fault = *lock(&state.fault);
     match fault {

@@ -10,7 +10,10 @@
 
 mod app;
 mod gh;
+mod health;
 mod platform;
 mod process;
 mod schedule;
 mod support;
+mod suspend;
+mod waits;

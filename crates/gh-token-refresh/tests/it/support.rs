@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use molecule_credential::route::Target;
 use molecule_credential::schedule::FixedDice;
 use molecule_credential::token::Minted;
 use molecule_credential::{Error, Result, Secret};
+use molecule_tests::deadline::Guard;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -332,13 +334,36 @@ impl Proc {
 
     /// Starts the daemon with stderr going to `log` (a file in the sandbox).
     pub fn spawn(&self, log: &str, args: &[&str]) -> std::process::Child {
+        self.daemon_command(log, args).spawn().unwrap()
+    }
+
+    /// [`Proc::spawn`] under a guard that SIGKILLs and reaps it when dropped (also when the
+    /// test panics), in its own process group.
+    pub fn spawn_guarded(&self, log: &str, args: &[&str]) -> Guard {
+        Guard::spawn(&mut self.daemon_command(log, args))
+    }
+
+    fn daemon_command(&self, log: &str, args: &[&str]) -> std::process::Command {
         let err = std::fs::File::create(self.path(log)).unwrap();
-        self.command(BIN, args)
-            .stdin(std::process::Stdio::null())
+        let mut c = self.command(BIN, args);
+        c.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap()
+            .stderr(err);
+        c
+    }
+
+    /// The cache directory, created private (0700) as the daemon would.
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        let cache = self.path("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+        cache
+    }
+
+    /// The parsed `daemon.status.json`, if there is a whole one.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.path("cache/daemon.status.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     pub fn log(&self, log: &str) -> String {
@@ -391,4 +416,24 @@ pub fn exit_within(child: &mut std::process::Child, secs: u64) -> Option<i32> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Says why a test did not run; the caller returns. (One place to point at the shared skip
+/// mechanism once tests/support has one.)
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says so where cargo test shows it"
+)]
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIP {test}: {reason}");
+}
+
+/// The first executable named `tool` on this test's PATH (children here get their own PATH).
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = molecule_credential::config::process_env("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }

@@ -22,3 +22,4 @@ mod protocol;
 mod secrecy;
 mod stampede;
 mod support;
+mod waits;

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::json;
 use tempfile::TempDir;
@@ -190,6 +191,31 @@ impl Sandbox {
         run
     }
 
+    /// Runs the helper with `stdin` under `deadline` (killed when it fires, and then this
+    /// panics naming `what`); the run and its wall time. Asserts no known secret reached stderr.
+    #[track_caller]
+    pub fn run_within(
+        &self,
+        what: &str,
+        args: &[&str],
+        stdin: &str,
+        deadline: Duration,
+    ) -> (Run, Duration) {
+        let finished = molecule_tests::deadline::run_within(
+            &mut self.command(args),
+            stdin.as_bytes(),
+            deadline,
+        );
+        finished.assert_in_time(what);
+        self.assert_no_secret(&finished.stderr);
+        let run = Run {
+            code: finished.code.unwrap_or(-1),
+            stdout: finished.stdout,
+            stderr: finished.stderr,
+        };
+        (run, finished.took)
+    }
+
     /// Asserts that none of the registered secrets appear in `text`.
     pub fn assert_no_secret(&self, text: &str) {
         for s in self.secrets.lock().unwrap().iter() {
@@ -250,4 +276,14 @@ pub fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// Says why a test did not run; the caller returns. (One place to point at the shared skip
+/// mechanism once tests/support has one.)
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says so where cargo test shows it"
+)]
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIP {test}: {reason}");
 }
