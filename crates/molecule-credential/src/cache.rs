@@ -209,15 +209,17 @@ pub fn should_replace(old: Option<&Entry>, new: &Entry) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::parse_rfc3339;
 
-    fn t(s: &str) -> OffsetDateTime {
+    /// An RFC 3339 literal.
+    pub(crate) fn t(s: &str) -> OffsetDateTime {
         parse_rfc3339(s).unwrap()
     }
 
-    fn entry(token: &str, expires: &str, source: &str) -> Entry {
+    /// An entry fetched at 18:00 on the test day.
+    pub(crate) fn entry(token: &str, expires: &str, source: &str) -> Entry {
         Entry::new(
             Secret::new(token.to_owned()),
             t(expires),

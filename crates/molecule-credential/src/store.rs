@@ -545,22 +545,8 @@ pub struct DaemonLock {
 mod tests {
     use super::*;
     use crate::cache::SOURCE_PLATFORM;
-    use crate::clock::parse_rfc3339;
+    use crate::cache::tests::{entry, t};
     use serde_json::Value;
-    use time::OffsetDateTime;
-
-    fn t(s: &str) -> OffsetDateTime {
-        parse_rfc3339(s).unwrap()
-    }
-
-    fn entry(token: &str, expires: &str, source: &str) -> Entry {
-        Entry::new(
-            Secret::new(token.to_owned()),
-            t(expires),
-            t("2026-11-22T18:00:00Z"),
-            source,
-        )
-    }
 
     fn private_dir() -> (tempfile::TempDir, CacheDir) {
         let tmp = tempfile::tempdir().unwrap();
