@@ -34,6 +34,34 @@ impl TokenArgs {
     }
 }
 
+/// How `token` prints the token (DESIGN.md, "Tokens for tools that do not ask git").
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The token alone
+    #[default]
+    Raw,
+    /// {"token": …, "expires_at": RFC 3339 or null, "source": …}
+    Json,
+    /// {"Authorization": "Bearer …"}, for HTTP header hooks
+    Header,
+    /// GH_TOKEN=… and GITHUB_TOKEN=… lines
+    Env,
+}
+
+/// `token` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenCommand {
+    /// Which token
+    #[command(flatten)]
+    pub which: TokenArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: Format,
+    /// Print the token even when stdout is a terminal (where anyone looking can read it)
+    #[arg(long)]
+    pub reveal: bool,
+}
+
 /// `exec` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
@@ -104,12 +132,78 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
     Ok(code)
 }
 
-/// `token`: print a valid token for scripts (whole source order; exit 69 only when every
-/// source failed).
-pub fn token(config: &Config, args: &TokenArgs, out: &mut dyn Write) -> Result<u8, Error> {
-    let Token { token, .. } = obtain(config, &args.target(config)?)?;
-    writeln!(out, "{}", token.expose()).map_err(|e| write_error(&e))?;
+/// `token`: print a valid token for scripts and hooks (whole source order; exit 69 only when
+/// every source failed). A terminal gets a refusal instead, unless `--reveal`: a token on a
+/// screen ends up in scrollback, screenshots and shared sessions.
+pub fn token(
+    config: &Config,
+    args: &TokenCommand,
+    out: &mut dyn Write,
+    out_is_terminal: bool,
+) -> Result<u8, Error> {
+    if out_is_terminal && !args.reveal {
+        return Err(Error::new(
+            Class::Usage,
+            "refusing to print a token to a terminal; pipe or redirect it, or pass --reveal",
+        ));
+    }
+    let token = obtain(config, &args.which.target(config)?)?;
+    out.write_all(render(args.format, &token)?.as_bytes())
+        .map_err(|e| write_error(&e))?;
     Ok(0)
+}
+
+/// The text `token --format` prints for `token`, newline-terminated.
+pub fn render(format: Format, token: &Token) -> Result<String, Error> {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        token: &'a str,
+        #[serde(with = "molecule_credential::clock::rfc3339::option")]
+        expires_at: Option<time::OffsetDateTime>,
+        source: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Header {
+        #[serde(rename = "Authorization")]
+        authorization: String,
+    }
+    let Token {
+        token: secret,
+        expiry: _,
+        expires_at,
+        source,
+    } = token;
+    let value = secret.expose();
+    let mut text = match format {
+        Format::Raw => value.clone(),
+        Format::Json => serde_json::to_string(&Json {
+            token: value,
+            expires_at: *expires_at,
+            source,
+        })
+        .expect("a string-only struct serialises"),
+        Format::Header => serde_json::to_string(&Header {
+            authorization: format!("Bearer {value}"),
+        })
+        .expect("a string-only struct serialises"),
+        Format::Env => {
+            // Environment files (docker --env-file, systemd EnvironmentFile=, `export $(…)`)
+            // take the value as written: one with quotes or shell characters would be read
+            // differently by each. GitHub's tokens never have them.
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            {
+                return Err(Error::new(
+                    Class::Protocol,
+                    "the token has characters that are not safe in an environment file; use --format raw or json",
+                ));
+            }
+            format!("{}={value}\n{}={value}", vars::GH_TOKEN, vars::GITHUB_TOKEN)
+        }
+    };
+    text.push('\n');
+    Ok(text)
 }
 
 /// `exec`: replace this process with `CMD`, with `GH_TOKEN` and `GITHUB_TOKEN` (and, for a host

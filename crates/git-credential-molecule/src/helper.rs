@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use molecule_credential::broker::{Broker, Served};
-use molecule_credential::cache::Entry;
+use molecule_credential::cache::{Entry, SOURCE_FALLBACK};
 use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::Config;
 use molecule_credential::protocol::{Answer, read_request, write_answer};
@@ -28,6 +28,10 @@ pub struct Token {
     /// `password_expiry_utc`: expiry minus margin when fresh, the real expiry when degraded,
     /// `None` for the fallback (unknown).
     pub expiry: Option<OffsetDateTime>,
+    /// When the token dies; `None` for the fallback (unknown).
+    pub expires_at: Option<OffsetDateTime>,
+    /// The cache's source name (`platform`, `github-app`) or `fallback`.
+    pub source: String,
 }
 
 impl Token {
@@ -36,6 +40,19 @@ impl Token {
     fn fresh(entry: Entry, config: &Config) -> Self {
         Self {
             expiry: Some(entry.expires_at - config.margin),
+            expires_at: Some(entry.expires_at),
+            source: entry.source,
+            token: entry.token,
+        }
+    }
+
+    /// A token inside the margin: git is told its real expiry, so it drops it the moment it
+    /// dies.
+    fn degraded(entry: Entry) -> Self {
+        Self {
+            expiry: Some(entry.expires_at),
+            expires_at: Some(entry.expires_at),
+            source: entry.source,
             token: entry.token,
         }
     }
@@ -66,11 +83,7 @@ pub fn obtain(config: &Config, target: &Target) -> Result<Token, Error> {
                     "serving a token that expires in {left}s while another process refreshes"
                 ),
             }
-            // The real expiry, so git drops it the moment it dies.
-            Token {
-                expiry: Some(entry.expires_at),
-                token: entry.token,
-            }
+            Token::degraded(entry)
         }
         Served::Fallback { fallback, cause } => {
             tracing::warn!(
@@ -82,6 +95,8 @@ pub fn obtain(config: &Config, target: &Target) -> Result<Token, Error> {
             Token {
                 token: fallback.token,
                 expiry: None,
+                expires_at: None,
+                source: SOURCE_FALLBACK.to_owned(),
             }
         }
     })
@@ -110,7 +125,7 @@ pub fn get(
             obtain(config, &target)?
         }
     };
-    let Token { token, expiry } = token;
+    let Token { token, expiry, .. } = token;
     write_answer(
         out,
         &Answer {

@@ -51,7 +51,7 @@ pub enum Command {
     /// Fetch a new token from the platform now; exit code by outcome
     Refresh,
     /// Print a valid token, for scripts
-    Token(commands::TokenArgs),
+    Token(commands::TokenCommand),
     /// Run a command with GH_TOKEN and GITHUB_TOKEN set to a fresh token
     Exec(commands::ExecArgs),
     /// Check the setup end to end; name the command that fixes each problem
@@ -117,11 +117,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
     let stdin = io::stdin();
     let stdout = io::stdout();
+    let out = Output {
+        is_terminal: std::io::IsTerminal::is_terminal(&stdout),
+        stream: &mut stdout.lock(),
+    };
     match run(
         command,
         &loaded.config,
         &mut stdin.lock(),
-        &mut stdout.lock(),
+        out,
         &start_logging,
     ) {
         Ok(code) => code,
@@ -138,6 +142,14 @@ pub fn report_error(e: &Error) {
     let _ = io::stderr().write_all(redact(&line).as_bytes());
 }
 
+/// Where a command's output goes.
+pub struct Output<'a> {
+    /// The stream.
+    pub stream: &'a mut dyn Write,
+    /// Whether it is a terminal (commands that print a token refuse one).
+    pub is_terminal: bool,
+}
+
 /// Runs one command with I/O passed in. Returns the exit code on success.
 ///
 /// `start_logging` installs the log subscriber (idempotent). `get` calls it only once it knows
@@ -147,9 +159,13 @@ pub fn run(
     command: Command,
     config: &Config,
     stdin: &mut dyn io::BufRead,
-    stdout: &mut dyn Write,
+    out: Output<'_>,
     start_logging: &dyn Fn(),
 ) -> Result<u8, Error> {
+    let Output {
+        stream: stdout,
+        is_terminal,
+    } = out;
     if !matches!(command, Command::Get) {
         start_logging();
     }
@@ -163,7 +179,7 @@ pub fn run(
         Command::Configure(args) => configure::run(config, &args, stdout),
         Command::Status(args) => report::run(config, &args, stdout),
         Command::Refresh => commands::refresh(config, stdout),
-        Command::Token(args) => commands::token(config, &args, stdout),
+        Command::Token(args) => commands::token(config, &args, stdout, is_terminal),
         Command::Exec(args) => commands::exec(config, &args),
         Command::Doctor(args) => doctor::run(config, &args, stdout),
     }

@@ -28,6 +28,8 @@ pub enum Class {
     LocalConfig,
     /// Bad input on the credential protocol (CR, NUL, a line without `=`).
     BadInput,
+    /// A command used in a way it refuses (a token to a terminal without `--reveal`).
+    Usage,
     /// Every token source failed.
     Exhausted,
 }
@@ -37,6 +39,7 @@ impl Class {
     pub fn exit_code(self) -> u8 {
         match self {
             Class::Ok => 0,
+            Class::Usage => 64,
             Class::BadInput => 65,
             Class::Exhausted => 69,
             Class::Transient | Class::RateLimited => 75,
@@ -57,6 +60,7 @@ impl Class {
             Class::NotConfigured => "not-configured",
             Class::LocalConfig => "local-config",
             Class::BadInput => "bad-input",
+            Class::Usage => "usage",
             Class::Exhausted => "exhausted",
         }
     }
@@ -149,6 +153,7 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_contract() {
         assert_eq!(Class::Ok.exit_code(), 0);
+        assert_eq!(Class::Usage.exit_code(), 64);
         assert_eq!(Class::Transient.exit_code(), 75);
         assert_eq!(Class::RateLimited.exit_code(), 75);
         assert_eq!(Class::Protocol.exit_code(), 76);

@@ -159,6 +159,99 @@ fn token_prints_a_valid_token_and_falls_back() {
 }
 
 #[test]
+fn token_formats_print_exactly() {
+    let mut sb = Sandbox::new();
+    let cached = long_token("fmt");
+    sb.write_cache(&[("github.com", &cached, 1800, false)]);
+    let expires_at = sb.entry("github.com").unwrap()["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (format, want) in [
+        ("raw", format!("{cached}\n")),
+        (
+            "json",
+            format!(
+                "{{\"token\":\"{cached}\",\"expires_at\":\"{expires_at}\",\"source\":\"platform\"}}\n"
+            ),
+        ),
+        (
+            "header",
+            format!("{{\"Authorization\":\"Bearer {cached}\"}}\n"),
+        ),
+        ("env", format!("GH_TOKEN={cached}\nGITHUB_TOKEN={cached}\n")),
+    ] {
+        let r = sb.run(&["token", "--format", format], "");
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{format}");
+        assert!(r.stdout == want, "--format {format} printed something else");
+    }
+    // The fallback: its expiry is unknown, and its source says what it is.
+    let fallback = sb.secret(&long_token("fbfmt"));
+    std::fs::remove_file(sb.cache.join("tokens.json")).unwrap();
+    sb.env("GITHUB_TOKEN", &fallback);
+    let r = sb.run(&["token", "--format", "json"], "");
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout
+            == format!(
+                "{{\"token\":\"{fallback}\",\"expires_at\":null,\"source\":\"fallback\"}}\n"
+            ),
+        "the fallback's json"
+    );
+    let r = sb.run(&["token", "--format", "yaml"], "");
+    assert_eq!((r.code, r.stdout.as_str()), (2, ""));
+}
+
+#[test]
+fn token_refuses_a_terminal_without_reveal() {
+    // `script` runs the command on a real pseudo-terminal and copies what it wrote.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::support::skip(
+            "commands::token_refuses_a_terminal_without_reveal",
+            "util-linux `script` (for a pseudo-terminal) is not installed",
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    let cached = long_token("tty");
+    sb.write_cache(&[("github.com", &cached, 1800, false)]);
+    let on_a_terminal = |args: &str| {
+        let helper = sb.command(&[]);
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["--quiet", "--return", "--command"])
+            .arg(format!("{} {args}", crate::support::BIN))
+            .arg("/dev/null")
+            .env_clear()
+            .stdin(std::process::Stdio::null());
+        for (key, value) in helper.get_envs() {
+            if let Some(value) = value {
+                script.env(key, value);
+            }
+        }
+        let o = script.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = on_a_terminal("token");
+    assert_eq!(code, Some(64));
+    assert!(!shown.contains(&cached), "the token reached the terminal");
+    assert_eq!(
+        shown.trim_end(),
+        "git-credential-molecule: usage: refusing to print a token to a terminal; pipe or redirect it, or pass --reveal"
+    );
+    let (code, shown) = on_a_terminal("token --reveal");
+    assert_eq!(code, Some(0));
+    assert_eq!(shown.trim_end(), cached);
+}
+
+#[test]
 fn exec_passes_a_fresh_token_in_the_environment_only() {
     let server = MockServer::start();
     let token = long_token("exec");
