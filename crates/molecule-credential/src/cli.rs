@@ -21,86 +21,94 @@ pub fn print_clap_error(e: &clap::Error) -> u8 {
     }
 }
 
+/// `--help` headings for the shared flags: each command lists its own options first, then
+/// these groups (as cargo and uv do).
+const PLATFORM: &str = "Platform";
+const APP: &str = "GitHub App";
+const CACHE: &str = "Cache and hosts";
+const LOGGING: &str = "Logging";
+const SCHEDULE: &str = "Schedule";
+
 /// Flags of the same meaning as the environment variables of DESIGN.md; a flag beats its
 /// variable.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ConfigArgs {
     /// Platform base URL [env: PLATFORM_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "URL")]
     pub platform_url: Option<String>,
     /// Workspace ID (selects the workspace route) [env: WORKSPACE_ID]
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "ID")]
     pub workspace_id: Option<String>,
     /// Directory holding .auth_token, the platform bearer [env: CONFIGS_DIR]
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "DIR")]
     pub configs_dir: Option<String>,
     /// Organisation ID sent as X-Molecule-Org-Id [env: MOLECULE_ORG_ID]
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "ID")]
     pub org_id: Option<String>,
-    /// Token cache directory [env: MOLECULE_TOKEN_CACHE_DIR]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub cache_dir: Option<String>,
-    /// Fallback token file [env: MOLECULE_FALLBACK_TOKEN_FILE]
-    #[arg(long, global = true, value_name = "FILE")]
-    pub fallback_token_file: Option<String>,
-    /// Comma-separated hosts to answer for [env: MOLECULE_GIT_HOSTS]
-    #[arg(long, global = true, value_name = "HOSTS")]
-    pub hosts: Option<String>,
-    /// Seconds before expiry at which a token is refreshed, not served [env: TOKEN_REFRESH_MARGIN_SEC]
-    #[arg(long, global = true, value_name = "SECS")]
-    pub margin_sec: Option<String>,
     /// Whole budget of one platform call, in seconds [env: MOLECULE_HTTP_TIMEOUT_SEC]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "SECS")]
     pub http_timeout_sec: Option<String>,
-    /// Log filter, e.g. debug [env: MOLECULE_LOG]
-    #[arg(long, global = true, value_name = "FILTER")]
-    pub log: Option<String>,
-    /// text or json [env: MOLECULE_LOG_FORMAT]
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
     /// platform or github-app [env: MOLECULE_TOKEN_SOURCE]
-    #[arg(long, global = true, value_name = "SOURCE")]
+    #[arg(long, global = true, help_heading = PLATFORM, value_name = "SOURCE")]
     pub token_source: Option<String>,
     /// GitHub App ID [env: MOLECULE_GITHUB_APP_ID]
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, help_heading = APP, value_name = "ID")]
     pub app_id: Option<String>,
     /// GitHub App private key (PEM) [env: MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = APP, value_name = "FILE")]
     pub app_private_key_file: Option<String>,
     /// Default installation ID [env: MOLECULE_GITHUB_APP_INSTALLATION_ID]
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, help_heading = APP, value_name = "ID")]
     pub app_installation_id: Option<String>,
     /// owner=id,owner=id installation map [env: MOLECULE_GITHUB_APP_INSTALLATIONS]
-    #[arg(long, global = true, value_name = "MAP")]
+    #[arg(long, global = true, help_heading = APP, value_name = "MAP")]
     pub app_installations: Option<String>,
     /// GitHub API base URL [env: MOLECULE_GITHUB_API_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = APP, value_name = "URL")]
     pub github_api_url: Option<String>,
     /// host=url,host=url API base per git host [env: MOLECULE_GITHUB_API_URLS]
-    #[arg(long, global = true, value_name = "MAP")]
+    #[arg(long, global = true, help_heading = APP, value_name = "MAP")]
     pub github_api_urls: Option<String>,
     /// Narrow App tokens to these repositories [env: MOLECULE_GITHUB_APP_REPOSITORIES]
-    #[arg(long, global = true, value_name = "NAMES")]
+    #[arg(long, global = true, help_heading = APP, value_name = "NAMES")]
     pub app_repositories: Option<String>,
     /// Narrow App tokens to these permissions, name=level,… [env: MOLECULE_GITHUB_APP_PERMISSIONS]
-    #[arg(long, global = true, value_name = "MAP")]
+    #[arg(long, global = true, help_heading = APP, value_name = "MAP")]
     pub app_permissions: Option<String>,
+    /// Token cache directory [env: MOLECULE_TOKEN_CACHE_DIR]
+    #[arg(long, global = true, help_heading = CACHE, value_name = "DIR")]
+    pub cache_dir: Option<String>,
+    /// Fallback token file [env: MOLECULE_FALLBACK_TOKEN_FILE]
+    #[arg(long, global = true, help_heading = CACHE, value_name = "FILE")]
+    pub fallback_token_file: Option<String>,
+    /// Comma-separated hosts to answer for [env: MOLECULE_GIT_HOSTS]
+    #[arg(long, global = true, help_heading = CACHE, value_name = "HOSTS")]
+    pub hosts: Option<String>,
+    /// Seconds before expiry at which a token is refreshed, not served [env: TOKEN_REFRESH_MARGIN_SEC]
+    #[arg(long, global = true, help_heading = CACHE, value_name = "SECS")]
+    pub margin_sec: Option<String>,
+    /// Log filter, e.g. debug [env: MOLECULE_LOG]
+    #[arg(long, global = true, help_heading = LOGGING, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// text or json [env: MOLECULE_LOG_FORMAT]
+    #[arg(long, global = true, help_heading = LOGGING, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// Flags only the daemon has.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ScheduleArgs {
     /// Refresh interval in seconds [env: TOKEN_REFRESH_INTERVAL_SEC]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, help_heading = SCHEDULE, value_name = "SECS")]
     pub interval_sec: Option<String>,
     /// Uniform ± jitter in seconds [env: TOKEN_REFRESH_JITTER_SEC]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, help_heading = SCHEDULE, value_name = "SECS")]
     pub jitter_sec: Option<String>,
     /// First wait when the cache is fresh, in seconds [env: TOKEN_REFRESH_INITIAL_DELAY_SEC]
-    #[arg(long, global = true, value_name = "SECS")]
+    #[arg(long, global = true, help_heading = SCHEDULE, value_name = "SECS")]
     pub initial_delay_sec: Option<String>,
     /// Revoke the App tokens this daemon minted when it stops [env: MOLECULE_REVOKE_ON_EXIT]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = SCHEDULE)]
     pub revoke_on_exit: bool,
 }
 

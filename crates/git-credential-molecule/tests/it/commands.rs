@@ -203,6 +203,37 @@ fn token_formats_print_exactly() {
 }
 
 #[test]
+fn help_lists_a_commands_own_options_first_then_the_shared_ones_by_heading() {
+    let sb = Sandbox::new();
+    let r = sb.run(&["token", "-h"], "");
+    assert_eq!(r.code, 0);
+    let at = |needle: &str| {
+        r.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from:\n{}", r.stdout))
+    };
+    let order = [
+        "Options:",
+        "--host <HOST>",
+        "--format <FORMAT>",
+        "--reveal",
+        "\nPlatform:\n",
+        "--platform-url <URL>",
+        "\nGitHub App:\n",
+        "--app-id <ID>",
+        "\nCache and hosts:\n",
+        "--cache-dir <DIR>",
+        "\nLogging:\n",
+        "--log <FILTER>",
+    ];
+    let positions: Vec<usize> = order.iter().map(|n| at(n)).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {order:?} at {positions:?}"
+    );
+}
+
+#[test]
 fn token_refuses_a_terminal_without_reveal() {
     // `script` runs the command on a real pseudo-terminal and copies what it wrote.
     if std::process::Command::new("script")
