@@ -5,7 +5,7 @@
 //!   resets), and whether another helper answers before ours or can store our token.
 //! - `credential.useHttpPath`, where the `github-app` source routes by owner.
 //! - The git version, and which parts of the credential protocol it speaks.
-//! - `GH_TOKEN`/`GITHUB_TOKEN` exported where they shadow gh's stored login.
+//! - Token variables exported where tools read them instead of asking for a fresh token.
 //! - The token source: the platform bearer, or the App's key (and whether GitHub accepts its
 //!   JWT), and the clock skew against that server's `Date`.
 //! - The cache directory, each host's token and its time to expiry, the daemon's last outcome.
@@ -355,16 +355,22 @@ pub fn diagnose(config: &Config) -> Report {
         }
     }
 
-    // Variables that shadow gh's stored login.
-    for name in config.exported_tokens() {
+    // Token variables exported where tools read them instead of asking.
+    for token in config.exported_tokens() {
         f.problem(
             "environment",
             None,
             format!(
-                "{name} is exported: {}",
-                molecule_credential::config::EXPORTED_TOKEN_EFFECT
+                "{} is exported: {}{}",
+                token.name,
+                token.effect,
+                if token.fallback {
+                    " (scripts/entrypoint.sh saves it as the fallback, then unsets it)"
+                } else {
+                    ""
+                }
             ),
-            format!("unset {name}  (scripts/entrypoint.sh saves it as the fallback first)"),
+            format!("unset {}", token.name),
         );
     }
 
