@@ -27,7 +27,7 @@ use molecule_credential::{Class, Error};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::configure::{HELPER, use_http_path_key};
+use crate::configure::{HELPER, HelperProgram, helper_program, use_http_path_key};
 
 /// How long doctor waits for any server.
 const DOCTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,11 +203,15 @@ pub fn use_http_path(entries: &[ConfigEntry], host: &str) -> bool {
         })
 }
 
-/// Whether a helper value runs this helper.
+/// Whether a helper value runs this helper: the lookup form `molecule`, or a path (bare or in a
+/// `!` command, quoted or not) whose file name is this binary's.
 pub fn is_ours(value: &str) -> bool {
-    let cmd = value.trim().trim_start_matches('!');
-    let program = cmd.split_whitespace().next().unwrap_or("");
-    program == HELPER || program.rsplit('/').next() == Some("git-credential-molecule")
+    match helper_program(value) {
+        Some(HelperProgram::Lookup(name)) => name == HELPER,
+        Some(HelperProgram::Path(path)) => path.file_name() == Some(crate::NAME.as_ref()),
+        Some(HelperProgram::Shell(word)) => word.rsplit('/').next() == Some(crate::NAME),
+        None => false,
+    }
 }
 
 /// `(major, minor)` of `git version 2.47.3`.
@@ -674,8 +678,12 @@ mod tests {
         assert!(is_ours("molecule --cache-dir /x"));
         assert!(is_ours("/usr/local/bin/git-credential-molecule"));
         assert!(is_ours("!/opt/bin/git-credential-molecule --log debug"));
+        assert!(is_ours("!'/opt/my tools/git-credential-molecule'"));
         assert!(!is_ours("store"));
         assert!(!is_ours("!molecule-impostor"));
+        // A shell command named `molecule` is not git's lookup form.
+        assert!(!is_ours("!molecule"));
+        assert!(!is_ours("/opt/bin/git-credential-molecule-impostor"));
     }
 
     #[test]
