@@ -3,12 +3,19 @@
 //! - The helpers git will ask for each host, in order (git's own rule replayed on
 //!   `git config --get-regexp ^credential\.`: config order, URL patterns, an empty value
 //!   resets), and whether another helper answers before ours or can store our token.
+//! - How git starts ours ([`helper_path`]): an absolute path that must be an executable file,
+//!   or the slower lookup form `molecule`.
 //! - `credential.useHttpPath`, where the `github-app` source routes by owner.
 //! - The git version, and which parts of the credential protocol it speaks.
 //! - Token variables exported where tools read them instead of asking for a fresh token.
 //! - The token source: the platform bearer, or the App's key (and whether GitHub accepts its
 //!   JWT), and the clock skew against that server's `Date`.
 //! - The cache directory, each host's token and its time to expiry, the daemon's last outcome.
+//!
+//! Each finding has a level: `ok`, `advice` (works, but could be better; never changes the exit
+//! code) or `problem`.
+
+mod helper_path;
 
 use std::io::Write;
 use std::process::Command;
@@ -41,6 +48,18 @@ pub struct Args {
     pub json: bool,
 }
 
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, and could be better: reported with its fix, never counted as a problem.
+    Advice,
+    /// Broken, or bypassing the helper: counted, and doctor exits 1.
+    Problem,
+}
+
 /// One finding.
 #[derive(Debug, Serialize)]
 pub struct Finding {
@@ -49,7 +68,10 @@ pub struct Finding {
     /// The host it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Whether it is fine.
+    /// How much it matters.
+    pub level: Level,
+    /// Whether it is no problem (`level` is not `problem`): kept for readers of the JSON from
+    /// before `level`.
     pub ok: bool,
     /// What was found.
     pub detail: String,
@@ -78,6 +100,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// How many findings are problems.
     pub problems: usize,
+    /// How many findings are advice.
+    pub advice: usize,
 }
 
 /// One `credential.*` config entry, as git lists it.
@@ -247,24 +271,34 @@ fn skew_against(url: &str) -> Result<time::Duration, Error> {
 struct Findings(Vec<Finding>);
 
 impl Findings {
-    fn ok(&mut self, check: &'static str, host: Option<&str>, detail: String) {
+    fn push(
+        &mut self,
+        level: Level,
+        check: &'static str,
+        host: Option<&str>,
+        detail: String,
+        fix: Option<String>,
+    ) {
         self.0.push(Finding {
             check,
             host: host.map(str::to_owned),
-            ok: true,
+            level,
+            ok: level != Level::Problem,
             detail,
-            fix: None,
+            fix,
         });
     }
 
+    fn ok(&mut self, check: &'static str, host: Option<&str>, detail: String) {
+        self.push(Level::Ok, check, host, detail, None);
+    }
+
+    fn advice(&mut self, check: &'static str, host: Option<&str>, detail: String, fix: String) {
+        self.push(Level::Advice, check, host, detail, Some(fix));
+    }
+
     fn problem(&mut self, check: &'static str, host: Option<&str>, detail: String, fix: String) {
-        self.0.push(Finding {
-            check,
-            host: host.map(str::to_owned),
-            ok: false,
-            detail,
-            fix: Some(fix),
-        });
+        self.push(Level::Problem, check, host, detail, Some(fix));
     }
 }
 
@@ -309,6 +343,7 @@ pub fn diagnose(config: &Config) -> Report {
     .map(|o| parse_config_listing(&o.stdout))
     .unwrap_or_default();
     let mut helper_lists = Vec::new();
+    let mut paths = helper_path::Checker::default();
     for host in &config.hosts {
         let list = helpers_for(&listing, host);
         let fix = format!("git-credential-molecule configure --host {host}");
@@ -340,6 +375,9 @@ pub fn diagnose(config: &Config) -> Report {
                 format!("{} answers before git-credential-molecule and can replay a stale token", describe(&list[..1])),
                 fix,
             ),
+        }
+        if let Some(ours) = list.iter().find(|h| is_ours(&h.value)) {
+            paths.check(host, ours, &mut f);
         }
         helper_lists.push((host.clone(), list));
 
@@ -509,12 +547,14 @@ pub fn diagnose(config: &Config) -> Report {
         }
     }
 
-    let problems = f.0.iter().filter(|x| !x.ok).count();
+    let count = |level| f.0.iter().filter(|x| x.level == level).count();
+    let (problems, advice) = (count(Level::Problem), count(Level::Advice));
     Report {
         git_version: version,
         helpers: helper_lists,
         findings: f.0,
         problems,
+        advice,
     }
 }
 
@@ -578,7 +618,7 @@ fn describe(list: &[Helper]) -> String {
         .join(", ")
 }
 
-/// Prints the report; exit 0 without problems, 1 with.
+/// Prints the report; exit 0 without problems (advice does not count), 1 with.
 pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Error> {
     let report = diagnose(config);
     let text = if args.json {
@@ -586,7 +626,11 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
     } else {
         let mut s = String::new();
         for x in &report.findings {
-            let mark = if x.ok { "ok " } else { "FIX" };
+            let mark = match x.level {
+                Level::Ok => "ok ",
+                Level::Advice => "TIP",
+                Level::Problem => "FIX",
+            };
             let host = x
                 .host
                 .as_deref()
@@ -598,9 +642,14 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
             }
         }
         s.push_str(&match report.problems {
-            0 => "no problems found\n".to_owned(),
-            1 => "1 problem found\n".to_owned(),
-            n => format!("{n} problems found\n"),
+            0 => "no problems found".to_owned(),
+            1 => "1 problem found".to_owned(),
+            n => format!("{n} problems found"),
+        });
+        s.push_str(&match report.advice {
+            0 => "\n".to_owned(),
+            1 => ", 1 tip\n".to_owned(),
+            n => format!(", {n} tips\n"),
         });
         s
     };
