@@ -1,20 +1,25 @@
 //! `doctor`: checks a setup end to end, and names for every problem the command that fixes it.
 //!
 //! - The helpers git will ask for each host, in order (git's own rule replayed on
-//!   `git config --get-regexp ^credential\.`: config order, URL patterns, an empty value
-//!   resets), and whether another helper answers before ours or can store our token.
+//!   `git config --get-regexp`: config order, URL patterns, an empty value resets), and
+//!   whether another helper answers before ours or can store our token.
 //! - How git starts ours ([`helper_path`]): an absolute path that must be an executable file,
 //!   or the slower lookup form `molecule`.
 //! - `credential.useHttpPath`, where the `github-app` source routes by owner.
 //! - The git version, and which parts of the credential protocol it speaks.
-//! - Token variables exported where tools read them instead of asking for a fresh token.
+//! - What bypasses the helper ([`bypass`]): credentials in remote URLs, `insteadOf` and
+//!   `extraHeader`, an askpass program, a repository-local helper, gh's stored token, token
+//!   variables exported for tools that read them instead of asking.
 //! - The token source: the platform bearer, or the App's key (and whether GitHub accepts its
 //!   JWT), and the clock skew against that server's `Date`.
 //! - The cache directory, each host's token and its time to expiry, the daemon's last outcome.
 //!
 //! Each finding has a level: `ok`, `advice` (works, but could be better; never changes the exit
-//! code) or `problem`.
+//! code) or `problem`. No finding shows a token: a fingerprint
+//! ([`molecule_credential::Secret::fingerprint`]) at most, and URLs with their userinfo
+//! replaced by `***`.
 
+mod bypass;
 mod helper_path;
 
 use std::io::Write;
@@ -331,21 +336,32 @@ pub fn diagnose(config: &Config) -> Report {
         ),
     }
 
-    // The helpers git will ask.
+    // The helpers git will ask, and everything else in git's configuration that decides which
+    // credential git sends: one listing, in git's own order (system, global, local, worktree,
+    // command line).
     let listing = run_git(&[
         "config",
         "--null",
         "--show-origin",
         "--show-scope",
         "--get-regexp",
-        r"^credential\.",
+        r"^(credential|url|http|remote)\.|^core\.askpass$",
     ])
     .map(|o| parse_config_listing(&o.stdout))
     .unwrap_or_default();
     let mut helper_lists = Vec::new();
     let mut paths = helper_path::Checker::default();
     for host in &config.hosts {
-        let list = helpers_for(&listing, host);
+        // What git asks in this repository, and what it would ask without the repository's
+        // own helper entries: those are reported, with their fix, as bypasses.
+        let effective = helpers_for(&listing, host);
+        let overrides = bypass::local_overrides(&listing, host);
+        let configured: Vec<ConfigEntry> = listing
+            .iter()
+            .filter(|e| !overrides.iter().any(|o| std::ptr::eq(*o, *e)))
+            .cloned()
+            .collect();
+        let list = helpers_for(&configured, host);
         let fix = format!("git-credential-molecule configure --host {host}");
         match list.iter().position(|h| is_ours(&h.value)) {
             None => f.problem(
@@ -358,7 +374,15 @@ pub fn diagnose(config: &Config) -> Report {
                 },
                 fix,
             ),
-            Some(0) if list.len() == 1 => f.ok("helpers", Some(host), format!("git asks git-credential-molecule only ({})", list[0].origin)),
+            Some(0) if list.len() == 1 => f.ok(
+                "helpers",
+                Some(host),
+                format!(
+                    "git asks git-credential-molecule only ({}){}",
+                    list[0].origin,
+                    if overrides.is_empty() { "" } else { ", except in this repository (localHelper)" }
+                ),
+            ),
             Some(0) => f.problem(
                 "helpers",
                 Some(host),
@@ -379,7 +403,7 @@ pub fn diagnose(config: &Config) -> Report {
         if let Some(ours) = list.iter().find(|h| is_ours(&h.value)) {
             paths.check(host, ours, &mut f);
         }
-        helper_lists.push((host.clone(), list));
+        helper_lists.push((host.clone(), effective));
 
         if config.token_source == TokenSourceKind::GithubApp {
             let routes = !config.github_app.installations.is_empty()
@@ -397,24 +421,15 @@ pub fn diagnose(config: &Config) -> Report {
         }
     }
 
-    // Token variables exported where tools read them instead of asking.
-    for token in config.exported_tokens() {
-        f.problem(
-            "environment",
-            None,
-            format!(
-                "{} is exported: {}{}",
-                token.name,
-                token.effect,
-                if token.fallback {
-                    " (scripts/entrypoint.sh saves it as the fallback, then unsets it)"
-                } else {
-                    ""
-                }
-            ),
-            format!("unset {}", token.name),
-        );
-    }
+    // The cache is read once, here: the bypass checks compare gh's token with it.
+    let cache = CacheDir::open_existing(&config.cache_dir);
+    let doc = match &cache {
+        Ok(Some(c)) => Some(c.read().unwrap_or_default()),
+        _ => None,
+    };
+
+    // What makes git or gh send a credential other than ours.
+    bypass::check(config, &listing, doc.as_ref(), now, &mut f);
 
     // The token source, and the clock against its server.
     let skew_of = |url: &str, f: &mut Findings| match skew_against(url) {
@@ -499,7 +514,7 @@ pub fn diagnose(config: &Config) -> Report {
     }
 
     // The cache, the tokens, the daemon.
-    match CacheDir::open_existing(&config.cache_dir) {
+    match cache {
         Err(e) => f.problem(
             "cache",
             None,
@@ -518,7 +533,7 @@ pub fn diagnose(config: &Config) -> Report {
             ),
         ),
         Ok(Some(cache)) => {
-            let doc = cache.read().unwrap_or_default();
+            let doc = doc.unwrap_or_default();
             tokens(config, &doc, now, &mut f);
             match DaemonStatus::read(&cache) {
                 Ok(status) => {
@@ -653,7 +668,9 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
         });
         s
     };
-    out.write_all(text.as_bytes())
+    // No finding carries a token by construction; the redactor is the second line of
+    // defence, as it is for logs.
+    out.write_all(molecule_credential::logging::redact(&text).as_bytes())
         .map_err(|e| write_error(&e))?;
     Ok(u8::from(report.problems > 0))
 }

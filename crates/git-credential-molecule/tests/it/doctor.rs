@@ -1,11 +1,13 @@
 //! `doctor` on deliberately broken setups: another helper first, useHttpPath off while the
-//! App routes by owner, a stale GH_TOKEN exported; a registered helper path git cannot run. Each problem is reported with the command that fixes
+//! App routes by owner, a stale GH_TOKEN exported; every way around the helper at once; a
+//! registered helper path git cannot run. Each problem is reported with the command that fixes
 //! it; after running those commands, the same checks pass.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use base64::Engine;
 use httpmock::MockServer;
 use molecule_tests::TokenAuthority;
 use molecule_tests::gitcmd;
@@ -225,6 +227,18 @@ fn healthy(sb: &mut Sandbox, platform: &MockServer) -> String {
     token
 }
 
+/// `git config ARGS` in `sb`'s repository, with its home.
+fn git_config(sb: &Sandbox, args: &[&str]) {
+    let ok = gitcmd::git(&sb.home)
+        .current_dir(sb.path("repo"))
+        .arg("config")
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git config {args:?}");
+}
+
 /// Runs a printed fix as the user would: in sh, in the repository, with the sandbox's
 /// environment.
 fn apply(sb: &Sandbox, fix: &str) {
@@ -241,6 +255,236 @@ fn apply(sb: &Sandbox, fix: &str) {
         "{fix}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn problems(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "problem")
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap().to_owned(),
+                f["fix"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 13, must show 3: a repository and a configuration holding every bypass at once;
+/// doctor names each with the command that fixes it, never a token; after those commands it
+/// is clean, in text and JSON.
+#[test]
+fn doctor_finds_every_bypass_and_is_clean_after_its_fixes() {
+    let platform = MockServer::start();
+    let mut sb = Sandbox::new();
+    let current = healthy(&mut sb, &platform);
+    let gitconfig = sb.home.join(".gitconfig").display().to_string();
+
+    // Credentials of every kind, each distinctive, none of them ours.
+    let remote_password = sb.secret("hunter2-PLANTED-remote-password");
+    let instead_of = sb.secret("ghs_PLANTEDinsteadOf0123456789");
+    let header_token = sb.secret("ghs_PLANTEDextraHeader0123456789");
+    let header = sb.secret(
+        &base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{header_token}")),
+    );
+    let gh_held = sb.secret("ghs_PLANTEDghStoredLogin0123456789");
+    std::fs::write(sb.path("ghstate/token-github.com"), &gh_held).unwrap();
+    git_config(
+        &sb,
+        &[
+            "remote.origin.url",
+            &format!("https://x-access-token:{remote_password}@github.com/acme/app.git"),
+        ],
+    );
+    git_config(
+        &sb,
+        &[
+            "--global",
+            &format!("url.https://x-access-token:{instead_of}@github.com/.insteadOf"),
+            "https://github.com/",
+        ],
+    );
+    git_config(
+        &sb,
+        &[
+            "http.https://github.com/.extraheader",
+            &format!("AUTHORIZATION: basic {header}"),
+        ],
+    );
+    git_config(&sb, &["core.askPass", "/usr/local/bin/planted-askpass"]);
+    git_config(&sb, &["credential.helper", ""]);
+    git_config(&sb, &["--add", "credential.helper", "store"]);
+    sb.env("GIT_ASKPASS", "/usr/local/bin/planted-askpass-env");
+    let exported = [
+        "GH_TOKEN",
+        "GITHUB_TOKEN",
+        "GITHUB_PERSONAL_ACCESS_TOKEN",
+        "COPILOT_GITHUB_TOKEN",
+    ];
+    for name in exported {
+        let value = sb.secret(&format!("ghs_PLANTED{name}0123456789"));
+        sb.env(name, &value);
+    }
+
+    let r = sb.run(&["doctor", "--json"], "");
+    sb.assert_no_secret(&r.stdout);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let fp = |t: &str| molecule_credential::Secret::new(t.to_owned()).fingerprint();
+    let gh_login = "git-credential-molecule token --host github.com | gh auth login --hostname github.com --git-protocol https --with-token";
+    let expected: Vec<(String, String)> = [
+        ("remote", "git remote set-url origin https://github.com/acme/app.git".to_owned()),
+        (
+            "insteadOf",
+            format!(
+                r#"git config --file {gitconfig} --name-only --get-regexp '^url\.https://[^@/]*@github\.com/\.insteadof$' | while IFS= read -r key; do git config --file {gitconfig} --unset-all "$key"; done"#
+            ),
+        ),
+        (
+            "extraHeader",
+            "git config --local --unset-all http.https://github.com/.extraHeader '^AUTHORIZATION:'"
+                .to_owned(),
+        ),
+        ("askPass", "unset GIT_ASKPASS".to_owned()),
+        ("askPass", "git config --local --unset-all core.askPass".to_owned()),
+        ("localHelper", "git config --local --unset-all credential.helper".to_owned()),
+        ("environment", "unset GH_TOKEN".to_owned()),
+        ("environment", "unset GITHUB_TOKEN".to_owned()),
+        ("environment", "unset GITHUB_PERSONAL_ACCESS_TOKEN".to_owned()),
+        ("environment", "unset COPILOT_GITHUB_TOKEN".to_owned()),
+        ("gh", gh_login.to_owned()),
+    ]
+    .into_iter()
+    .map(|(c, f)| (c.to_owned(), f))
+    .collect();
+    assert_eq!(problems(&report), expected, "{report:#}");
+    assert_eq!(report["problems"], expected.len());
+
+    let detail = |check: &str| -> Vec<String> {
+        finding(&report, check)
+            .iter()
+            .map(|f| f["detail"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        detail("remote"),
+        [format!(
+            "remote origin's URL https://***@github.com/acme/app.git carries credentials ({}): git sends them and never asks git-credential-molecule",
+            fp(&remote_password)
+        )]
+    );
+    assert_eq!(
+        detail("insteadOf"),
+        [format!(
+            "url.https://***@github.com/.insteadOf (global file:{gitconfig}) rewrites https://github.com/ into a URL carrying credentials ({}): git sends them and never asks git-credential-molecule",
+            fp(&instead_of)
+        )]
+    );
+    assert_eq!(
+        detail("extraHeader"),
+        [format!(
+            "http.https://github.com/.extraHeader (local file:.git/config) sends `AUTHORIZATION: basic <{}>` on every request to github.com: git never asks git-credential-molecule there, and once that token dies every request fails",
+            fp(&header)
+        )]
+    );
+    assert_eq!(
+        detail("localHelper"),
+        [
+            "credential.helper in this repository (local file:.git/config) resets the helper list: git never asks git-credential-molecule here, it asks `store` instead"
+        ]
+    );
+    assert_eq!(
+        detail("gh"),
+        [format!(
+            "gh holds {}, not the cache's current token {}: gh sends a token that dies first, or already has",
+            fp(&gh_held),
+            fp(&current)
+        )]
+    );
+    // The helpers as configured are fine; in this repository git asks `store` alone.
+    assert_eq!(finding(&report, "helpers")[0]["level"], "ok");
+    assert_eq!(report["helpers"][0][1][0]["value"], "store");
+
+    // The text form: the same findings, each fix on its own line.
+    let r = sb.run(&["doctor"], "");
+    sb.assert_no_secret(&r.stdout);
+    assert_eq!(r.code, 1);
+    for (_, fix) in &expected {
+        assert!(
+            r.stdout.lines().any(|l| l == format!("    fix: {fix}")),
+            "no line for {fix}:\n{}",
+            r.stdout
+        );
+    }
+    assert!(
+        r.stdout.contains(&format!(
+            "FIX remote      github.com: remote origin's URL https://***@github.com/acme/app.git carries credentials ({})",
+            fp(&remote_password)
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("11 problems found\n"), "{}", r.stdout);
+
+    // Apply every fix, in the order given: the variables first, so gh may log in.
+    for (_, fix) in &expected {
+        match fix.strip_prefix("unset ") {
+            Some(name) => {
+                sb.unset(name);
+            }
+            None => apply(&sb, fix),
+        }
+    }
+
+    let r = sb.run(&["doctor", "--json"], "");
+    sb.assert_no_secret(&r.stdout);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(r.code, 0, "{report:#}");
+    assert_eq!(
+        (report["problems"].as_u64(), report["advice"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["level"] == "ok" && f["ok"] == true),
+        "{report:#}"
+    );
+    assert_eq!(
+        detail_of(&report, "gh"),
+        [format!(
+            "gh holds the cache's current token ({})",
+            fp(&current)
+        )]
+    );
+    assert_eq!(report["helpers"][0][1][0]["value"], BIN);
+    let r = sb.run(&["doctor"], "");
+    sb.assert_no_secret(&r.stdout);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("FIX") && !r.stdout.contains("TIP"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("no problems found\n"), "{}", r.stdout);
+    for line in [
+        "ok  remote      no remote URL here carries credentials for a configured host",
+        "ok  askPass     neither GIT_ASKPASS nor core.askPass is set",
+        "ok  localHelper github.com: no credential.helper of this repository resets or follows ours",
+    ] {
+        assert!(r.stdout.lines().any(|l| l == line), "{line}:\n{}", r.stdout);
+    }
+}
+
+fn detail_of(report: &serde_json::Value, check: &str) -> Vec<String> {
+    finding(report, check)
+        .iter()
+        .map(|f| f["detail"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// How git starts our helper: a registered path that does not exist or is not executable is a
