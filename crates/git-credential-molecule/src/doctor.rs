@@ -3,11 +3,11 @@
 //! - The helpers git will ask for each host, in order (git's own rule replayed on
 //!   `git config --get-regexp`: config order, URL patterns, an empty value resets), and
 //!   whether another helper answers before ours or can store our token.
-//! - How git starts ours ([`helper_path`]): an absolute path that must be an executable file,
+//! - How git starts ours (`helper_path`): an absolute path that must be an executable file,
 //!   or the slower lookup form `molecule`.
 //! - `credential.useHttpPath`, where the `github-app` source routes by owner.
 //! - The git version, and which parts of the credential protocol it speaks.
-//! - What bypasses the helper ([`bypass`]): credentials in remote URLs, `insteadOf` and
+//! - What bypasses the helper (`bypass`): credentials in remote URLs, `insteadOf` and
 //!   `extraHeader`, an askpass program, a repository-local helper, gh's stored token, token
 //!   variables exported for tools that read them instead of asking.
 //! - The token source: the platform bearer, or the App's key (and whether GitHub accepts its
