@@ -68,15 +68,11 @@ done
 echo "install.sh: installed $bins into $prefix/bin, container scripts into $prefix/lib/molecule"
 
 [ "$scope" != --no-configure ] || exit 0
-# git resolves the helper `molecule` through PATH; when the install directory is not on PATH,
-# register the absolute path instead, so git finds the helper whatever its caller's PATH.
-helper=molecule
-if [ "$(command -v git-credential-molecule || true)" != "$prefix/bin/git-credential-molecule" ]; then
-  helper=$prefix/bin/git-credential-molecule
-  echo "install.sh: $prefix/bin is not first on PATH for git-credential-molecule; registering the absolute path"
-fi
+# Started by its installed path, configure registers that path: git finds the helper whatever
+# its caller's PATH, and starts it without a second git process. The path stays valid across
+# re-installs, which rename a new file over it.
 if [ "$scope" = --file ]; then
-  "$prefix/bin/git-credential-molecule" configure --file "$scope_arg" --helper "$helper"
+  "$prefix/bin/git-credential-molecule" configure --file "$scope_arg"
 else
-  "$prefix/bin/git-credential-molecule" configure "$scope" --helper "$helper"
+  "$prefix/bin/git-credential-molecule" configure "$scope"
 fi

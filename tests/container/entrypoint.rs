@@ -93,6 +93,15 @@ impl Scene {
     }
 }
 
+/// The helper value `configure` registers when the entrypoint starts it by name: its path on
+/// PATH (DESIGN.md: the absolute path of the installed binary).
+fn installed_helper() -> String {
+    bin_dir()
+        .join("git-credential-molecule")
+        .display()
+        .to_string()
+}
+
 fn run_entrypoint(s: &Scene, mut c: Command) -> (i32, String, std::process::Child) {
     let mut child = c.spawn().unwrap();
     let code = wait_exit(&mut child, Duration::from_secs(60)).unwrap_or(-1);
@@ -121,12 +130,17 @@ fn as_root_it_configures_git_owns_the_cache_and_drops_the_boot_token() {
         assert!(!err.contains(STALE), "the boot token reached the log");
         runs.push((err, child));
 
-        // git: exactly the empty entry, then ours, however often the entrypoint runs.
+        // git: exactly the empty entry, then ours by the path the entrypoint found it at on
+        // PATH, however often the entrypoint runs.
         let helpers = git_config_all(
             &s.t.path().join("etc-gitconfig"),
             "credential.https://github.com.helper",
         );
-        assert_eq!(helpers, ["", "molecule"], "round {round}");
+        assert_eq!(
+            helpers,
+            ["".to_owned(), installed_helper()],
+            "round {round}"
+        );
         // The cache: the agent's, 0700. The fallback: the agent's, 0600, the boot token.
         assert_eq!(owner_mode(&s.cache()), (AGENT_UID, 0o700), "round {round}");
         let fallback = s.cache().join("fallback-token");
@@ -223,7 +237,7 @@ fn started_directly_as_the_agent_it_configures_global_git() {
             &s.home.join(".gitconfig"),
             "credential.https://github.com.helper"
         ),
-        ["", "molecule"]
+        ["".to_owned(), installed_helper()]
     );
     assert_eq!(owner_mode(&s.cache()), (AGENT_UID, 0o700));
     assert_eq!(

@@ -1,9 +1,8 @@
 //! Keeping `gh` logged in: `gh auth login --hostname HOST --with-token`, the token on stdin.
 //!
-//! gh refuses to log in while `GH_TOKEN` or `GITHUB_TOKEN` is set, and on an enterprise host it
-//! reads `GH_ENTERPRISE_TOKEN`/`GITHUB_ENTERPRISE_TOKEN` instead; so all four are removed from
-//! gh's environment (the first shell version's silent failure). Prompts are disabled, every
-//! call has a 20 s deadline, and a login is skipped when gh already holds that token.
+//! gh runs with the environment [`molecule_credential::gh::command`] gives it (no token
+//! variable, no prompts), every call has a 20 s deadline, and a login is skipped when gh
+//! already holds that token.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -13,20 +12,13 @@ use std::time::Duration;
 use molecule_credential::cache::Document;
 use molecule_credential::child;
 use molecule_credential::clock::Clock;
-use molecule_credential::config::vars;
 use molecule_credential::status::Attempt;
 use molecule_credential::{Class, Error, Secret};
 
 /// Deadline for one gh call.
 pub const GH_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Variables that make gh ignore (or refuse to write) its stored login.
-pub const TOKEN_VARS: [&str; 4] = [
-    vars::GH_TOKEN,
-    vars::GITHUB_TOKEN,
-    vars::GH_ENTERPRISE_TOKEN,
-    vars::GITHUB_ENTERPRISE_TOKEN,
-];
+pub use molecule_credential::gh::{TOKEN_VARS, supports_host};
 
 /// What a login attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,17 +122,7 @@ impl Gh {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(args);
-        for var in TOKEN_VARS {
-            cmd.env_remove(var);
-        }
-        // GH_HOST would redirect a command without --hostname; we always pass one.
-        cmd.env_remove("GH_HOST")
-            .env("GH_PROMPT_DISABLED", "1")
-            .env("GH_NO_UPDATE_NOTIFIER", "1")
-            .env("NO_COLOR", "1");
-        cmd
+        molecule_credential::gh::command(&self.program, args)
     }
 
     /// Makes sure gh is logged in to `host` with `token`.
@@ -212,11 +194,6 @@ impl Gh {
         self.missing_reported = true;
         e
     }
-}
-
-/// Whether gh can log in to `host`: gh 2.23 rejects a `--hostname` with a port.
-pub fn supports_host(host: &str) -> bool {
-    !host.contains(':')
 }
 
 /// gh exits 1 for every failure, so its message is all there is to classify: a rejected token

@@ -62,12 +62,18 @@ impl Cli {
 
 /// Says once, at start, what an exported token does to everyone who inherits it.
 pub fn warn_about_inherited_tokens(config: &Config) {
-    for name in config.exported_tokens() {
+    for token in config.exported_tokens() {
+        let remedy = if token.fallback {
+            "Save it as the fallback and unset it before starting the agent \
+             (scripts/entrypoint.sh does)"
+        } else {
+            "Unset it before starting the agent"
+        };
         tracing::warn!(
-            "{name} is set in this daemon's environment: {}. Save it as the fallback and unset it \
-             before starting the agent (scripts/entrypoint.sh does), or run env-only tools \
+            "{} is set in this daemon's environment: {}. {remedy}, or run env-only tools \
              through `git-credential-molecule exec --`",
-            molecule_credential::config::EXPORTED_TOKEN_EFFECT
+            token.name,
+            token.effect
         );
     }
 }

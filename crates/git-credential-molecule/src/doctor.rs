@@ -1,14 +1,26 @@
 //! `doctor`: checks a setup end to end, and names for every problem the command that fixes it.
 //!
 //! - The helpers git will ask for each host, in order (git's own rule replayed on
-//!   `git config --get-regexp ^credential\.`: config order, URL patterns, an empty value
-//!   resets), and whether another helper answers before ours or can store our token.
+//!   `git config --get-regexp`: config order, URL patterns, an empty value resets), and
+//!   whether another helper answers before ours or can store our token.
+//! - How git starts ours (`helper_path`): an absolute path that must be an executable file,
+//!   or the slower lookup form `molecule`.
 //! - `credential.useHttpPath`, where the `github-app` source routes by owner.
 //! - The git version, and which parts of the credential protocol it speaks.
-//! - `GH_TOKEN`/`GITHUB_TOKEN` exported where they shadow gh's stored login.
+//! - What bypasses the helper (`bypass`): credentials in remote URLs, `insteadOf` and
+//!   `extraHeader`, an askpass program, a repository-local helper, gh's stored token, token
+//!   variables exported for tools that read them instead of asking.
 //! - The token source: the platform bearer, or the App's key (and whether GitHub accepts its
 //!   JWT), and the clock skew against that server's `Date`.
 //! - The cache directory, each host's token and its time to expiry, the daemon's last outcome.
+//!
+//! Each finding has a level: `ok`, `advice` (works, but could be better; never changes the exit
+//! code) or `problem`. No finding shows a token: a fingerprint
+//! ([`molecule_credential::Secret::fingerprint`]) at most, and URLs with their userinfo
+//! replaced by `***`.
+
+mod bypass;
+mod helper_path;
 
 use std::io::Write;
 use std::process::Command;
@@ -27,7 +39,7 @@ use molecule_credential::{Class, Error};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::configure::{HELPER, use_http_path_key};
+use crate::configure::{HELPER, HelperProgram, helper_program, use_http_path_key};
 
 /// How long doctor waits for any server.
 const DOCTOR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +53,18 @@ pub struct Args {
     pub json: bool,
 }
 
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, and could be better: reported with its fix, never counted as a problem.
+    Advice,
+    /// Broken, or bypassing the helper: counted, and doctor exits 1.
+    Problem,
+}
+
 /// One finding.
 #[derive(Debug, Serialize)]
 pub struct Finding {
@@ -49,7 +73,10 @@ pub struct Finding {
     /// The host it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Whether it is fine.
+    /// How much it matters.
+    pub level: Level,
+    /// Whether it is no problem (`level` is not `problem`): kept for readers of the JSON from
+    /// before `level`.
     pub ok: bool,
     /// What was found.
     pub detail: String,
@@ -78,6 +105,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// How many findings are problems.
     pub problems: usize,
+    /// How many findings are advice.
+    pub advice: usize,
 }
 
 /// One `credential.*` config entry, as git lists it.
@@ -203,11 +232,15 @@ pub fn use_http_path(entries: &[ConfigEntry], host: &str) -> bool {
         })
 }
 
-/// Whether a helper value runs this helper.
+/// Whether a helper value runs this helper: the lookup form `molecule`, or a path (bare or in a
+/// `!` command, quoted or not) whose file name is this binary's.
 pub fn is_ours(value: &str) -> bool {
-    let cmd = value.trim().trim_start_matches('!');
-    let program = cmd.split_whitespace().next().unwrap_or("");
-    program == HELPER || program.rsplit('/').next() == Some("git-credential-molecule")
+    match helper_program(value) {
+        Some(HelperProgram::Lookup(name)) => name == HELPER,
+        Some(HelperProgram::Path(path)) => path.file_name() == Some(crate::NAME.as_ref()),
+        Some(HelperProgram::Shell(word)) => word.rsplit('/').next() == Some(crate::NAME),
+        None => false,
+    }
 }
 
 /// `(major, minor)` of `git version 2.47.3`.
@@ -243,24 +276,34 @@ fn skew_against(url: &str) -> Result<time::Duration, Error> {
 struct Findings(Vec<Finding>);
 
 impl Findings {
-    fn ok(&mut self, check: &'static str, host: Option<&str>, detail: String) {
+    fn push(
+        &mut self,
+        level: Level,
+        check: &'static str,
+        host: Option<&str>,
+        detail: String,
+        fix: Option<String>,
+    ) {
         self.0.push(Finding {
             check,
             host: host.map(str::to_owned),
-            ok: true,
+            level,
+            ok: level != Level::Problem,
             detail,
-            fix: None,
+            fix,
         });
     }
 
+    fn ok(&mut self, check: &'static str, host: Option<&str>, detail: String) {
+        self.push(Level::Ok, check, host, detail, None);
+    }
+
+    fn advice(&mut self, check: &'static str, host: Option<&str>, detail: String, fix: String) {
+        self.push(Level::Advice, check, host, detail, Some(fix));
+    }
+
     fn problem(&mut self, check: &'static str, host: Option<&str>, detail: String, fix: String) {
-        self.0.push(Finding {
-            check,
-            host: host.map(str::to_owned),
-            ok: false,
-            detail,
-            fix: Some(fix),
-        });
+        self.push(Level::Problem, check, host, detail, Some(fix));
     }
 }
 
@@ -293,20 +336,32 @@ pub fn diagnose(config: &Config) -> Report {
         ),
     }
 
-    // The helpers git will ask.
+    // The helpers git will ask, and everything else in git's configuration that decides which
+    // credential git sends: one listing, in git's own order (system, global, local, worktree,
+    // command line).
     let listing = run_git(&[
         "config",
         "--null",
         "--show-origin",
         "--show-scope",
         "--get-regexp",
-        r"^credential\.",
+        r"^(credential|url|http|remote)\.|^core\.askpass$",
     ])
     .map(|o| parse_config_listing(&o.stdout))
     .unwrap_or_default();
     let mut helper_lists = Vec::new();
+    let mut paths = helper_path::Checker::default();
     for host in &config.hosts {
-        let list = helpers_for(&listing, host);
+        // What git asks in this repository, and what it would ask without the repository's
+        // own helper entries: those are reported, with their fix, as bypasses.
+        let effective = helpers_for(&listing, host);
+        let overrides = bypass::local_overrides(&listing, host);
+        let configured: Vec<ConfigEntry> = listing
+            .iter()
+            .filter(|e| !overrides.iter().any(|o| std::ptr::eq(*o, *e)))
+            .cloned()
+            .collect();
+        let list = helpers_for(&configured, host);
         let fix = format!("git-credential-molecule configure --host {host}");
         match list.iter().position(|h| is_ours(&h.value)) {
             None => f.problem(
@@ -319,7 +374,15 @@ pub fn diagnose(config: &Config) -> Report {
                 },
                 fix,
             ),
-            Some(0) if list.len() == 1 => f.ok("helpers", Some(host), format!("git asks git-credential-molecule only ({})", list[0].origin)),
+            Some(0) if list.len() == 1 => f.ok(
+                "helpers",
+                Some(host),
+                format!(
+                    "git asks git-credential-molecule only ({}){}",
+                    list[0].origin,
+                    if overrides.is_empty() { "" } else { ", except in this repository (localHelper)" }
+                ),
+            ),
             Some(0) => f.problem(
                 "helpers",
                 Some(host),
@@ -337,7 +400,10 @@ pub fn diagnose(config: &Config) -> Report {
                 fix,
             ),
         }
-        helper_lists.push((host.clone(), list));
+        if let Some(ours) = list.iter().find(|h| is_ours(&h.value)) {
+            paths.check(host, ours, &mut f);
+        }
+        helper_lists.push((host.clone(), effective));
 
         if config.token_source == TokenSourceKind::GithubApp {
             let routes = !config.github_app.installations.is_empty()
@@ -355,18 +421,15 @@ pub fn diagnose(config: &Config) -> Report {
         }
     }
 
-    // Variables that shadow gh's stored login.
-    for name in config.exported_tokens() {
-        f.problem(
-            "environment",
-            None,
-            format!(
-                "{name} is exported: {}",
-                molecule_credential::config::EXPORTED_TOKEN_EFFECT
-            ),
-            format!("unset {name}  (scripts/entrypoint.sh saves it as the fallback first)"),
-        );
-    }
+    // The cache is read once, here: the bypass checks compare gh's token with it.
+    let cache = CacheDir::open_existing(&config.cache_dir);
+    let doc = match &cache {
+        Ok(Some(c)) => Some(c.read().unwrap_or_default()),
+        _ => None,
+    };
+
+    // What makes git or gh send a credential other than ours.
+    bypass::check(config, &listing, doc.as_ref(), now, &mut f);
 
     // The token source, and the clock against its server.
     let skew_of = |url: &str, f: &mut Findings| match skew_against(url) {
@@ -451,7 +514,7 @@ pub fn diagnose(config: &Config) -> Report {
     }
 
     // The cache, the tokens, the daemon.
-    match CacheDir::open_existing(&config.cache_dir) {
+    match cache {
         Err(e) => f.problem(
             "cache",
             None,
@@ -470,7 +533,7 @@ pub fn diagnose(config: &Config) -> Report {
             ),
         ),
         Ok(Some(cache)) => {
-            let doc = cache.read().unwrap_or_default();
+            let doc = doc.unwrap_or_default();
             tokens(config, &doc, now, &mut f);
             match DaemonStatus::read(&cache) {
                 Ok(status) => {
@@ -499,12 +562,14 @@ pub fn diagnose(config: &Config) -> Report {
         }
     }
 
-    let problems = f.0.iter().filter(|x| !x.ok).count();
+    let count = |level| f.0.iter().filter(|x| x.level == level).count();
+    let (problems, advice) = (count(Level::Problem), count(Level::Advice));
     Report {
         git_version: version,
         helpers: helper_lists,
         findings: f.0,
         problems,
+        advice,
     }
 }
 
@@ -568,7 +633,7 @@ fn describe(list: &[Helper]) -> String {
         .join(", ")
 }
 
-/// Prints the report; exit 0 without problems, 1 with.
+/// Prints the report; exit 0 without problems (advice does not count), 1 with.
 pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Error> {
     let report = diagnose(config);
     let text = if args.json {
@@ -576,7 +641,11 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
     } else {
         let mut s = String::new();
         for x in &report.findings {
-            let mark = if x.ok { "ok " } else { "FIX" };
+            let mark = match x.level {
+                Level::Ok => "ok ",
+                Level::Advice => "TIP",
+                Level::Problem => "FIX",
+            };
             let host = x
                 .host
                 .as_deref()
@@ -588,13 +657,20 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
             }
         }
         s.push_str(&match report.problems {
-            0 => "no problems found\n".to_owned(),
-            1 => "1 problem found\n".to_owned(),
-            n => format!("{n} problems found\n"),
+            0 => "no problems found".to_owned(),
+            1 => "1 problem found".to_owned(),
+            n => format!("{n} problems found"),
+        });
+        s.push_str(&match report.advice {
+            0 => "\n".to_owned(),
+            1 => ", 1 tip\n".to_owned(),
+            n => format!(", {n} tips\n"),
         });
         s
     };
-    out.write_all(text.as_bytes())
+    // No finding carries a token by construction; the redactor is the second line of
+    // defence, as it is for logs.
+    out.write_all(molecule_credential::logging::redact(&text).as_bytes())
         .map_err(|e| write_error(&e))?;
     Ok(u8::from(report.problems > 0))
 }
@@ -668,8 +744,12 @@ mod tests {
         assert!(is_ours("molecule --cache-dir /x"));
         assert!(is_ours("/usr/local/bin/git-credential-molecule"));
         assert!(is_ours("!/opt/bin/git-credential-molecule --log debug"));
+        assert!(is_ours("!'/opt/my tools/git-credential-molecule'"));
         assert!(!is_ours("store"));
         assert!(!is_ours("!molecule-impostor"));
+        // A shell command named `molecule` is not git's lookup form.
+        assert!(!is_ours("!molecule"));
+        assert!(!is_ours("/opt/bin/git-credential-molecule-impostor"));
     }
 
     #[test]

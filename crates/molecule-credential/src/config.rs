@@ -71,6 +71,16 @@ pub mod vars {
     pub const GH_ENTERPRISE_TOKEN: &str = "GH_ENTERPRISE_TOKEN";
     /// gh's other token variable for enterprise hosts (stripped from gh's environment).
     pub const GITHUB_ENTERPRISE_TOKEN: &str = "GITHUB_ENTERPRISE_TOKEN";
+    /// The token GitHub's MCP server reads at start. Only its presence is read (`doctor`, the
+    /// daemon's start-up warning): it is no token source of ours.
+    pub const GITHUB_PERSONAL_ACCESS_TOKEN: &str = "GITHUB_PERSONAL_ACCESS_TOKEN";
+    /// The token the Copilot CLI reads before `GH_TOKEN`. Only its presence is read.
+    pub const COPILOT_GITHUB_TOKEN: &str = "COPILOT_GITHUB_TOKEN";
+    /// The program git asks for a username and password when no helper answers (`doctor`).
+    pub const GIT_ASKPASS: &str = "GIT_ASKPASS";
+    /// The executable search path: where `configure` finds the path this binary was installed
+    /// at when it was started by name.
+    pub const PATH: &str = "PATH";
     /// Home directory, for the default cache directory.
     pub const HOME: &str = "HOME";
 }
@@ -198,6 +208,14 @@ pub struct Config {
     pub gh_token: Option<Secret<String>>,
     /// `GITHUB_TOKEN` as the process saw it (fallback source 2).
     pub github_token: Option<Secret<String>>,
+    /// Whether `GITHUB_PERSONAL_ACCESS_TOKEN` is exported (its value is never kept).
+    pub github_personal_access_token_exported: bool,
+    /// Whether `COPILOT_GITHUB_TOKEN` is exported (its value is never kept).
+    pub copilot_github_token_exported: bool,
+    /// `GIT_ASKPASS`: a program path, not a secret.
+    pub git_askpass: Option<String>,
+    /// `PATH`, as the process saw it.
+    pub search_path: Option<String>,
 }
 
 /// A loaded configuration and what was wrong with the input.
@@ -209,10 +227,24 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// What an exported token does to every process that inherits it: the one wording of this
-/// rule, for the daemon's start-up warning and `doctor`.
+/// What an exported `GH_TOKEN` or `GITHUB_TOKEN` does to every process that inherits it: the
+/// one wording of this rule, for the daemon's start-up warning and `doctor`.
 pub const EXPORTED_TOKEN_EFFECT: &str = "gh, and every tool that reads it, use that token \
     (dead within the hour) instead of gh's stored login, which gh-token-refresh keeps fresh";
+
+/// A token variable exported in this process's environment that tools read in place of asking
+/// for a fresh token. The rule is one table ([`Config::exported_tokens`]), so the daemon's
+/// start-up warning and `doctor` always name the same variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportedToken {
+    /// The variable.
+    pub name: &'static str,
+    /// Who reads it and what that does.
+    pub effect: &'static str,
+    /// Whether it is also a fallback source, which scripts/entrypoint.sh saves before
+    /// unsetting it.
+    pub fallback: bool,
+}
 
 /// Default platform base URL (the platform's own default).
 pub const DEFAULT_PLATFORM_URL: &str = "http://host.docker.internal:8080";
@@ -321,6 +353,12 @@ impl Config {
             revoke_on_exit: p.flag(vars::MOLECULE_REVOKE_ON_EXIT),
             gh_token: lookup(vars::GH_TOKEN).map(Secret::new),
             github_token: lookup(vars::GITHUB_TOKEN).map(Secret::new),
+            // Presence only: these are no source of ours, so their values are dropped here.
+            github_personal_access_token_exported: lookup(vars::GITHUB_PERSONAL_ACCESS_TOKEN)
+                .is_some(),
+            copilot_github_token_exported: lookup(vars::COPILOT_GITHUB_TOKEN).is_some(),
+            git_askpass: lookup(vars::GIT_ASKPASS),
+            search_path: lookup(vars::PATH),
         };
         Loaded {
             config,
@@ -329,14 +367,45 @@ impl Config {
     }
 
     /// The token variables exported in this process's environment that other tools read in
-    /// place of asking (see [`EXPORTED_TOKEN_EFFECT`]), by name.
-    pub fn exported_tokens(&self) -> impl Iterator<Item = &'static str> {
+    /// place of asking for a fresh token.
+    pub fn exported_tokens(&self) -> impl Iterator<Item = ExportedToken> {
+        let token = |name, effect, fallback, set: bool| {
+            set.then_some(ExportedToken {
+                name,
+                effect,
+                fallback,
+            })
+        };
         [
-            (vars::GH_TOKEN, self.gh_token.is_some()),
-            (vars::GITHUB_TOKEN, self.github_token.is_some()),
+            token(
+                vars::GH_TOKEN,
+                EXPORTED_TOKEN_EFFECT,
+                true,
+                self.gh_token.is_some(),
+            ),
+            token(
+                vars::GITHUB_TOKEN,
+                EXPORTED_TOKEN_EFFECT,
+                true,
+                self.github_token.is_some(),
+            ),
+            token(
+                vars::GITHUB_PERSONAL_ACCESS_TOKEN,
+                "GitHub's MCP server (github-mcp-server) reads it at start and sends that token, \
+                 dead within the hour, for as long as it runs",
+                false,
+                self.github_personal_access_token_exported,
+            ),
+            token(
+                vars::COPILOT_GITHUB_TOKEN,
+                "the Copilot CLI reads it before GH_TOKEN and GITHUB_TOKEN, and sends that token, \
+                 dead within the hour",
+                false,
+                self.copilot_github_token_exported,
+            ),
         ]
         .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
+        .flatten()
     }
 
     /// Whether `host` (as git sent it) is one we answer for: exact, case-insensitive, with the
@@ -713,6 +782,29 @@ mod tests {
             ])
         );
         assert!(l.config.revoke_on_exit);
+    }
+
+    #[test]
+    fn exported_tokens_are_named_and_only_the_fallbacks_kept() {
+        let l = load(&[
+            ("GH_TOKEN", "ghs_one"),
+            ("GITHUB_PERSONAL_ACCESS_TOKEN", "ghp_PLANTED_pat"),
+            ("COPILOT_GITHUB_TOKEN", "gho_PLANTED_copilot"),
+        ]);
+        let names: Vec<_> = l.config.exported_tokens().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "GH_TOKEN",
+                "GITHUB_PERSONAL_ACCESS_TOKEN",
+                "COPILOT_GITHUB_TOKEN"
+            ]
+        );
+        let fallback: Vec<_> = l.config.exported_tokens().map(|t| t.fallback).collect();
+        assert_eq!(fallback, [true, false, false]);
+        // Presence only: the value is nowhere in the configuration.
+        assert!(!format!("{:?}", l.config).contains("PLANTED"));
+        assert_eq!(load(&[]).config.exported_tokens().count(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`error`]: the failure class carried end to end, and exit codes. [`secret`]: the
 //!   `Secret` type and secret files. [`logging`]: stderr logs with token redaction.
 //! - [`clock`]: injected time and RFC 3339. [`child`]: child processes with deadlines.
+//!   [`gh`]: how gh is run so that it reads its stored login.
 //!   `cli` (feature): flags shared by both binaries.
 //!
 //! The helper's cache-hit path uses only `config`, `protocol`, `route`, `store`, `cache` and
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fallback;
+pub mod gh;
 pub mod github_app;
 pub mod host;
 pub mod http;

@@ -51,6 +51,18 @@ impl Secret<String> {
         }
         a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+
+    /// `sha256:` and the first 12 hex digits of the secret's SHA-256: what a report may show,
+    /// so that a reader can tell two tokens apart (gh's and the cache's, say) without seeing
+    /// either. 48 bits of a hash of a high-entropy token give nothing to recover it from.
+    pub fn fingerprint(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
+        let hex: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256:{hex}")
+    }
 }
 
 impl<T> fmt::Debug for Secret<T> {
@@ -167,6 +179,19 @@ mod tests {
         assert!(!s.eq_str("ghs_abd"));
         assert!(!s.eq_str("ghs_ab"));
         assert!(!s.eq_str(""));
+    }
+
+    #[test]
+    fn fingerprints_are_short_sha256() {
+        // printf %s abc | sha256sum → ba7816bf8f01cfea…
+        assert_eq!(
+            Secret::new("abc".to_owned()).fingerprint(),
+            "sha256:ba7816bf8f01"
+        );
+        assert_ne!(
+            Secret::new("ghs_a".to_owned()).fingerprint(),
+            Secret::new("ghs_b".to_owned()).fingerprint()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use httpmock::prelude::*;
 
-use crate::support::{ADMIN_PATH, Sandbox, long_token, token_body};
+use crate::support::{ADMIN_PATH, BIN, Sandbox, long_token, token_body};
 
 fn helpers(sb: &Sandbox, file: &std::path::Path, host: &str) -> Vec<String> {
     let out = Command::new("git")
@@ -42,8 +42,10 @@ fn configure_resets_other_helpers_and_is_idempotent() {
              credential.https://ghe.example.com:8443.helper: configured (--file {file_arg})\n"
         )
     );
+    // The default is the absolute path of the binary that ran (DESIGN.md: git starts it
+    // without a second git process).
     for host in ["github.com", "ghe.example.com:8443"] {
-        assert_eq!(helpers(&sb, &file, host), ["", "molecule"], "{host}");
+        assert_eq!(helpers(&sb, &file, host), ["", BIN], "{host}");
     }
     let before = std::fs::read(&file).unwrap();
     let r = sb.run(&["configure", "--file", file_arg], "");
@@ -76,6 +78,27 @@ fn configure_resets_other_helpers_and_is_idempotent() {
         ["", "/opt/bin/git-credential-molecule"]
     );
 
+    // The lookup form on request, and a later default run migrates it to the path.
+    let r = sb.run(
+        &["configure", "--file", file_arg, "--helper", "molecule"],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for host in ["github.com", "ghe.example.com:8443"] {
+        assert_eq!(helpers(&sb, &file, host), ["", "molecule"], "{host}");
+    }
+    let r = sb.run(&["configure", "--file", file_arg], "");
+    assert_eq!(
+        r.stdout,
+        format!(
+            "credential.https://github.com.helper: configured (--file {file_arg})\n\
+             credential.https://ghe.example.com:8443.helper: configured (--file {file_arg})\n"
+        )
+    );
+    for host in ["github.com", "ghe.example.com:8443"] {
+        assert_eq!(helpers(&sb, &file, host), ["", BIN], "{host}");
+    }
+
     let r = sb.run(
         &["configure", "--file", file_arg, "--host", "evil test"],
         "",
@@ -90,7 +113,64 @@ fn configure_global_writes_the_users_gitconfig() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         helpers(&sb, &sb.home.join(".gitconfig"), "github.com"),
-        ["", "molecule"]
+        ["", BIN]
+    );
+}
+
+/// Installed behind a symlink in a directory whose name sh would split, and started by name
+/// from PATH: `configure` registers the symlink (it survives an upgrade that repoints it), in
+/// the `!'…'` form sh needs, and real git runs it.
+#[test]
+fn configure_registers_the_installed_path_in_a_form_git_runs() {
+    let sb = Sandbox::new();
+    let token = long_token("installed");
+    sb.write_cache(&[("github.com", &token, 3000, false)]);
+    let bin = sb.path("my tools/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("git-credential-molecule");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+
+    let mut by_name = sb.command(&["configure"]);
+    // Found on PATH by name, as a shell or the entrypoint starts it.
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    by_name.env("PATH", &path);
+    let out = Command::new("git-credential-molecule")
+        .args(by_name.get_args())
+        .env_clear()
+        .envs(by_name.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = format!("!'{}'", link.display());
+    assert_eq!(
+        helpers(&sb, &sb.home.join(".gitconfig"), "github.com"),
+        ["".to_owned(), value]
+    );
+
+    let mut fill = molecule_tests::gitcmd::git(&sb.home);
+    fill.args(["credential", "fill"])
+        .env("CONFIGS_DIR", &sb.configs)
+        .env("PLATFORM_URL", "http://127.0.0.1:9")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = fill.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"url=https://github.com/acme/app.git\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("password={token}\n")),
+        "git did not run the registered helper: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -280,7 +280,8 @@ fn git_with_use_http_path_pushes_to_two_owners_with_two_tokens() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("useHttpPath: configured"));
     let gitconfig = std::fs::read_to_string(home.join(".gitconfig")).unwrap();
     assert!(gitconfig.contains("useHttpPath = true"), "{gitconfig}");
-    // The helper by absolute path for this test's git (configure wrote `molecule`).
+    // The helper by absolute path, and only it, for this test's git: configure wrote the same
+    // path; the `-c` pair keeps the test independent of that.
     let run = |cwd: &Path, args: &[&str]| {
         let mut full = vec!["-c", "credential.helper=", "-c"];
         let helper = format!("credential.helper=!{BIN}");

@@ -94,6 +94,7 @@ pub struct Sandbox {
     pub cache: PathBuf,
     pub configs: PathBuf,
     env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
     secrets: Mutex<Vec<String>>,
 }
 
@@ -120,6 +121,7 @@ impl Sandbox {
             cache,
             configs,
             env,
+            cwd: None,
             secrets: Mutex::new(vec![BEARER.to_owned()]),
         }
     }
@@ -136,6 +138,12 @@ impl Sandbox {
         self
     }
 
+    /// Runs the helper in `dir` (default: the test's own working directory).
+    pub fn cwd(&mut self, dir: &Path) -> &mut Self {
+        self.cwd = Some(dir.to_owned());
+        self
+    }
+
     /// Points at a platform.
     pub fn platform(&mut self, base_url: &str) -> &mut Self {
         self.env("PLATFORM_URL", base_url)
@@ -147,14 +155,20 @@ impl Sandbox {
         s.to_owned()
     }
 
-    /// A command for the helper with this sandbox's environment only.
+    /// A command for the helper with this sandbox's environment only (PATH inherited unless
+    /// the sandbox sets one).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args).env_clear().envs(&self.env);
-        c.env(
-            "PATH",
-            molecule_credential::config::process_env("PATH").unwrap_or_default(),
-        );
+        if !self.env.contains_key("PATH") {
+            c.env(
+                "PATH",
+                molecule_credential::config::process_env("PATH").unwrap_or_default(),
+            );
+        }
+        if let Some(dir) = &self.cwd {
+            c.current_dir(dir);
+        }
         c
     }
 
