@@ -21,6 +21,8 @@ use crate::commands::TokenArgs;
 use crate::helper::{Token, obtain};
 use crate::report_error;
 
+pub mod restart;
+
 /// `exec` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
