@@ -1,8 +1,6 @@
-//! Commands for people and scripts: `refresh`, `token`, `exec`.
+//! Commands for people and scripts: `refresh`, `token` (`exec` is in [`crate::exec`]).
 
-use std::ffi::OsString;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 
 use molecule_credential::broker::{Broker, Refreshed, Want};
@@ -60,22 +58,6 @@ pub struct TokenCommand {
     /// Print the token even when stdout is a terminal (where anyone looking can read it)
     #[arg(long)]
     pub reveal: bool,
-}
-
-/// `exec` arguments.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ExecArgs {
-    /// Which token
-    #[command(flatten)]
-    pub token: TokenArgs,
-    /// The command and its arguments
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub command: Vec<OsString>,
 }
 
 /// Human form of a duration in seconds: `54m12s`.
@@ -204,33 +186,4 @@ pub fn render(format: Format, token: &Token) -> Result<String, Error> {
     };
     text.push('\n');
     Ok(text)
-}
-
-/// `exec`: replace this process with `CMD`, with `GH_TOKEN` and `GITHUB_TOKEN` (and, for a host
-/// other than github.com, gh's enterprise variables) set to a fresh token. The token goes into
-/// the environment, never into argv.
-pub fn exec(config: &Config, args: &ExecArgs) -> Result<u8, Error> {
-    let target = args.token.target(config)?;
-    let host = target.host.clone();
-    let Token { token, .. } = obtain(config, &target)?;
-    let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(rest)
-        .env(vars::GH_TOKEN, token.expose())
-        .env(vars::GITHUB_TOKEN, token.expose());
-    if host != "github.com" {
-        cmd.env(vars::GH_ENTERPRISE_TOKEN, token.expose())
-            .env(vars::GITHUB_ENTERPRISE_TOKEN, token.expose());
-    }
-    let e = cmd.exec();
-    report_error(&Error::new(
-        Class::LocalConfig,
-        format!("cannot run {}: {e}", program.to_string_lossy()),
-    ));
-    // The shell's conventions: 127 not found, 126 found but not runnable.
-    Ok(if e.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    })
 }

@@ -17,6 +17,7 @@ use molecule_credential::{Class, Error};
 pub mod commands;
 pub mod configure;
 pub mod doctor;
+pub mod exec;
 pub mod helper;
 pub mod report;
 
@@ -53,7 +54,7 @@ pub enum Command {
     /// Print a valid token, for scripts
     Token(commands::TokenCommand),
     /// Run a command with GH_TOKEN and GITHUB_TOKEN set to a fresh token
-    Exec(commands::ExecArgs),
+    Exec(exec::ExecArgs),
     /// Check the setup end to end; name the command that fixes each problem
     Doctor(doctor::Args),
     /// Any other action git may send in the future: ignored, as git asks
@@ -180,7 +181,7 @@ pub fn run(
         Command::Status(args) => report::run(config, &args, stdout),
         Command::Refresh => commands::refresh(config, stdout),
         Command::Token(args) => commands::token(config, &args, stdout, is_terminal),
-        Command::Exec(args) => commands::exec(config, &args),
+        Command::Exec(args) => exec::run(config, &args),
         Command::Doctor(args) => doctor::run(config, &args, stdout),
     }
 }

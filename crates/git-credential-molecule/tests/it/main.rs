@@ -12,6 +12,7 @@ mod cache;
 mod commands;
 mod cves;
 mod doctor;
+mod exec;
 mod faults;
 mod git;
 mod github_app;
