@@ -3,8 +3,8 @@
 #
 #   scripts/bench.sh [--quick]
 #
-# Builds release binaries (static musl when the musl target and musl-gcc are installed, as
-# scripts/install.sh and the Dockerfile ship them; glibc otherwise), then runs
+# Builds release binaries (a plain `cargo build --release`, and a static musl build beside it
+# when the musl target and musl-gcc are installed, as install.sh and the Dockerfile ship it), then runs
 # molecule-bench: (a) git credential fill beside git's credential-store, credential-cache and
 # gh; (b) the helper run directly; (c) a cold get from a loopback platform; (d) a 64-process
 # stampede; (e) the daemon idle for 60 s; (f) the fleet simulation. --quick cuts the runs and
@@ -15,18 +15,22 @@ cd "$root"
 runs=300 idle=60 trials=20
 if [ "${1:-}" = --quick ]; then runs=30 idle=5 trials=3; fi
 
+# The subject is what a plain `cargo build --release` gives (glibc, dynamic). The static musl
+# build that install.sh and the Dockerfile ship is measured beside it when its target and
+# musl-gcc are installed.
+cargo build --quiet --release --locked -p git-credential-molecule -p gh-token-refresh
+bins=$root/target/release
+build="glibc (plain cargo build --release)"
+static_args=""
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" && command -v musl-gcc >/dev/null; then
-  echo "bench.sh: building static (musl) release binaries" >&2
+  echo "bench.sh: also building static (musl) release binaries" >&2
   CC_x86_64_unknown_linux_musl=musl-gcc cargo build --quiet --release --locked --target "$musl" \
-    -p git-credential-molecule -p gh-token-refresh
-  bins=$root/target/$musl/release
-  build="static musl"
+    -p git-credential-molecule
+  static_args="--static-helper $root/target/$musl/release/git-credential-molecule"
+  build="$build, and static musl beside it"
 else
-  echo "bench.sh: building glibc release binaries (rustup target add $musl and apt-get install musl-tools for static ones)" >&2
-  cargo build --quiet --release --locked -p git-credential-molecule -p gh-token-refresh
-  bins=$root/target/release
-  build="glibc"
+  echo "bench.sh: no static musl build (rustup target add $musl; apt-get install musl-tools)" >&2
 fi
 cargo build --quiet --release --locked -p molecule-bench
 
@@ -35,5 +39,6 @@ mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 echo "Hardware: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM, Linux $(uname -r); git $(git --version | cut -d' ' -f3)$(command -v gh >/dev/null && gh --version | head -n1 | sed 's/gh version \([^ ]*\).*/, gh \1/'); $build release build; $(date -u +%Y-%m-%d)"
 echo "Command: scripts/bench.sh $*"
 echo
+# shellcheck disable=SC2086 # static_args is empty or one flag and a path without spaces
 "$root/target/release/molecule-bench" --helper "$bins/git-credential-molecule" --daemon "$bins/gh-token-refresh" \
-  --runs "$runs" --idle-secs "$idle" --trials "$trials"
+  --runs "$runs" --idle-secs "$idle" --trials "$trials" $static_args

@@ -107,8 +107,44 @@ impl FillResult {
     }
 }
 
-/// (a) `git credential fill` on a cache hit through each helper, round-robin.
-pub fn git_fill(helper_bin: &Path, runs: usize) -> FillResult {
+/// The `credential.helper` value `configure` writes for `helper_bin` by default: what users
+/// get, measured as they get it.
+fn configured_value(bed: &Bed, helper_bin: &Path) -> String {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = bed.path(&format!("gitconfig-{n}"));
+    let out = proc::run(
+        bed.command(helper_bin, None).args([
+            "configure",
+            "--file",
+            file.to_str().expect("a UTF-8 temp path"),
+            "--host",
+            "github.com",
+        ]),
+        b"",
+    );
+    assert_eq!(out.status, 0, "configure failed");
+    let values = proc::run(
+        bed.command("git", None).args([
+            "config",
+            "--file",
+            file.to_str().expect("a UTF-8 temp path"),
+            "--get-all",
+            "credential.https://github.com.helper",
+        ]),
+        b"",
+    );
+    String::from_utf8_lossy(&values.stdout)
+        .lines()
+        .last()
+        .expect("configure wrote a helper")
+        .to_owned()
+}
+
+/// (a) `git credential fill` on a cache hit through each helper, round-robin: ours as
+/// `configure` writes it by default (the binary's absolute path), for the plain
+/// `cargo build --release` binary and, when given, the static one.
+pub fn git_fill(helper_bin: &Path, static_bin: Option<&Path>, runs: usize) -> FillResult {
     let bed = Bed::new(None);
     bed.warm();
     let store = bed.store_file();
@@ -157,9 +193,15 @@ pub fn git_fill(helper_bin: &Path, runs: usize) -> FillResult {
         });
     }
     peers.push(Peer {
-        name: "ours, by absolute path",
-        helper: format!("!{}", helper_bin.display()),
+        name: "ours, as configured",
+        helper: configured_value(&bed, helper_bin),
     });
+    if let Some(bin) = static_bin {
+        peers.push(Peer {
+            name: "ours, static build, as configured",
+            helper: configured_value(&bed, bin),
+        });
+    }
     peers.push(Peer {
         name: "ours, as `molecule`",
         helper: "molecule".into(),

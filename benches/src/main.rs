@@ -36,6 +36,9 @@ struct Args {
     /// The daemon binary to measure
     #[arg(long)]
     daemon: PathBuf,
+    /// A static build of the helper (what install.sh and the Dockerfile ship), measured beside
+    #[arg(long)]
+    static_helper: Option<PathBuf>,
     /// Runs per latency measurement
     #[arg(long, default_value_t = 300)]
     runs: usize,
@@ -78,7 +81,7 @@ fn main() {
     };
 
     eprintln_progress("(a) git credential fill through each helper");
-    let fill = helper::git_fill(&a.helper, a.runs);
+    let fill = helper::git_fill(&a.helper, a.static_helper.as_deref(), a.runs);
     let store = fill
         .get("git credential-store")
         .expect("store is always measured");
@@ -95,11 +98,11 @@ fn main() {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let abs = fill.get("ours, by absolute path").expect("measured");
+    let abs = fill.get("ours, as configured").expect("measured");
     let named = fill.get("ours, as `molecule`").expect("measured");
     row(
         "a",
-        "git credential fill, cache hit, helper by absolute path".into(),
+        "git credential fill, cache hit: the helper as `configure` writes it (its absolute path), plain `cargo build --release`".into(),
         format!(
             "{} ({:.2}× store)",
             ms(abs),
@@ -109,6 +112,20 @@ fn main() {
         "≤ 1.0× store",
         Some(abs <= store),
     );
+    if let Some(st) = fill.get("ours, static build, as configured") {
+        row(
+            "a",
+            "… the static musl build (install.sh, the Dockerfile)".into(),
+            format!(
+                "{} ({:.2}× store)",
+                ms(st),
+                st.as_secs_f64() / store.as_secs_f64()
+            ),
+            String::new(),
+            "(for reference)",
+            None,
+        );
+    }
     row(
         "a",
         "… helper registered as `molecule` (git's PATH lookup spawns a 2nd git)".into(),
@@ -126,7 +143,7 @@ fn main() {
     let d = helper::direct(&a.helper, a.runs);
     row(
         "b",
-        "helper `get` run directly, cache hit: median".into(),
+        "helper `get` run directly, cache hit, plain `cargo build --release`: median".into(),
         ms(d.ours),
         format!(
             "/bin/true {} (process floor); git credential-store get {}",
@@ -136,6 +153,17 @@ fn main() {
         "≤ 1 ms",
         Some(d.ours <= Duration::from_millis(1)),
     );
+    if let Some(bin) = &a.static_helper {
+        let s = helper::direct(bin, a.runs);
+        row(
+            "b",
+            "… the static musl build".into(),
+            ms(s.ours),
+            format!("/bin/true {} in the same run", ms(s.truth)),
+            "(for reference)",
+            None,
+        );
+    }
     row(
         "b",
         "… peak RSS".into(),
