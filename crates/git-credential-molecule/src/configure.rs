@@ -58,6 +58,10 @@ pub struct Args {
     /// helper (github-app owner routing; on by default for that source with an owner map)
     #[arg(long)]
     pub use_http_path: bool,
+    /// How this process was started (`argv[0]`): where the installed binary is, for the
+    /// default helper value. Set by the caller, not a flag.
+    #[arg(skip)]
+    pub invoked_as: Option<std::ffi::OsString>,
 }
 
 impl Args {
@@ -215,8 +219,9 @@ pub fn installed_path(
     found.unwrap_or_else(|| exe.to_owned())
 }
 
-/// The default helper value: [`helper_value`] of [`installed_path`] for this process.
-pub fn default_helper(config: &Config) -> Result<String, Error> {
+/// The default helper value: [`helper_value`] of [`installed_path`] for this process, started
+/// as `argv0`.
+pub fn default_helper(config: &Config, argv0: Option<&std::ffi::OsStr>) -> Result<String, Error> {
     let exe = std::env::current_exe().map_err(|e| {
         Error::new(
             Class::LocalConfig,
@@ -233,14 +238,8 @@ pub fn default_helper(config: &Config) -> Result<String, Error> {
             ),
         ));
     }
-    let argv0 = std::env::args_os().next();
     let cwd = std::env::current_dir().ok();
-    let path = installed_path(
-        argv0.as_deref(),
-        config.search_path.as_deref(),
-        cwd.as_deref(),
-        &exe,
-    );
+    let path = installed_path(argv0, config.search_path.as_deref(), cwd.as_deref(), &exe);
     let path = path.to_str().ok_or_else(|| {
         Error::new(
             Class::LocalConfig,
@@ -321,7 +320,7 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
             && !config.github_app.installations.is_empty());
     let helper = match &args.helper {
         Some(h) => h.clone(),
-        None => default_helper(config)?,
+        None => default_helper(config, args.invoked_as.as_deref())?,
     };
     let want = [String::new(), helper.clone()];
     molecule_credential::block_on(async {

@@ -87,9 +87,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
         Some(command) => (command, Default::default()),
         None => match Cli::try_parse_from(&args) {
             Ok(Cli {
-                command: Some(command),
+                command: Some(mut command),
                 config,
-            }) => (command, config.overrides()),
+            }) => {
+                if let Command::Configure(a) = &mut command {
+                    a.invoked_as = args.first().cloned();
+                }
+                (command, config.overrides())
+            }
             Ok(Cli { command: None, .. }) => {
                 report_error(&Error::new(
                     Class::BadInput,

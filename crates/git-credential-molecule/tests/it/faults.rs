@@ -3,6 +3,7 @@
 //! In every case: no hang beyond the budget, no torn or lost cache, the newest valid token
 //! wins, and a clear classified error.
 
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -412,4 +413,57 @@ fn the_clock_jumping_is_read_from_expiry_each_time() {
     sb.secret(&next);
     sb.write_cache(&[("github.com", &token, -1, false)]);
     assert_eq!(sb.get().password(), Some(next.as_str()));
+}
+
+#[test]
+fn git_leaving_stdout_closed_costs_nothing_and_corrupts_nothing() {
+    // The helper defines its own C main (start-up speed), so the guard std's start-up keeps
+    // (closed standard descriptors reopened on /dev/null, so a file the helper opens can never
+    // become "stdout") is its own: a cold get and a hit with stdout closed both succeed, print
+    // nothing anywhere, and leave tokens.json a whole document.
+    let server = MockServer::start();
+    let token = long_token("closed-stdout");
+    server.mock(|when, then| {
+        when.path(ADMIN_PATH);
+        then.status(200).body(token_body(&token, 3600));
+    });
+    let mut sb = Sandbox::new();
+    sb.platform(&server.base_url());
+    sb.env("MOLECULE_LOG", "warn");
+    sb.secret(&token);
+    let get_with_stdout_closed = || {
+        let mut sh = Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg("exec \"$0\" get >&-")
+            .arg(BIN)
+            .env_clear()
+            .envs(
+                sb.command(&[])
+                    .get_envs()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = sh.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"protocol=https\nhost=github.com\n\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains(&token));
+        (out.status.code(), stderr)
+    };
+    // Cold: minted, written, and the answer went to /dev/null, not into a file.
+    assert_eq!(get_with_stdout_closed(), (Some(0), String::new()));
+    let doc = molecule_credential::cache::Document::from_slice(&sb.tokens_json().unwrap())
+        .expect("tokens.json is a whole document, nothing else");
+    assert!(doc.entries["github.com"].token.eq_str(&token));
+    // A hit: tokens.json is opened first; the answer still goes to /dev/null.
+    let before = sb.tokens_json();
+    assert_eq!(get_with_stdout_closed(), (Some(0), String::new()));
+    assert_eq!(sb.tokens_json(), before);
 }
