@@ -10,6 +10,7 @@
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
+//! - [`skip`]: how a test that cannot run here (not root, a tool missing) says so, by name.
 //!
 //! Every server runs on its own thread with its own tokio runtime, so plain synchronous
 //! `#[test]`s can use them, and stops (and joins) when dropped.
@@ -22,6 +23,7 @@ pub mod github_api;
 pub mod netns;
 pub mod platform;
 mod server;
+pub mod skip;
 pub mod tls;
 
 pub use authority::{Issued, TokenAuthority, owner_scoped_rule};
