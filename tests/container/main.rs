@@ -19,4 +19,5 @@ mod install;
 mod redaction;
 mod respawn;
 mod soak;
+mod stack;
 mod support;
