@@ -19,7 +19,7 @@ mod entrypoint;
 mod hour;
 mod image;
 mod install;
-
+mod pod;
 mod redaction;
 mod respawn;
 mod runtime;
