@@ -98,13 +98,7 @@ fn an_hour_compressed() {
     let old = daemon_pid(&cache).expect("the daemon runs");
     std::fs::write(out.join("daemon-down"), "").unwrap();
     let killed_at = platform.minted();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &old.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(old, "KILL");
     let ops_at_kill = results.operations();
     // The respawn delay is 8 s; tokens live 6 s: at least one rotation happens without it.
     assert!(

@@ -15,7 +15,7 @@ use molecule_tests::Fault;
 
 use crate::runtime::{Container, Image, Mount, Run, agent_image_in_netns};
 use crate::stack::{AGENT_LOOP, Results, STALE, Stack, TTL, work_until};
-use crate::support::{git_config_all, report, wait_for};
+use crate::support::{assert_no_token_variable, git_config_all, report, signal, wait_for};
 
 const NAME: &str = "image::the_shipped_image_keeps_git_and_gh_working_as_pid_1";
 
@@ -189,16 +189,11 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
             continue;
         };
         agent_processes += 1;
-        for var in environ.split(|&b| b == 0) {
-            let var = String::from_utf8_lossy(var);
-            assert!(
-                !var.starts_with("GH_TOKEN=") && !var.starts_with("GITHUB_TOKEN="),
-                "process {pid} ({}) holds a token variable",
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .unwrap_or_default()
-                    .trim()
-            );
-        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert_no_token_variable(
+            &String::from_utf8_lossy(&environ).replace('\0', "\n"),
+            &format!("process {pid} ({})", comm.trim()),
+        );
     }
     // The agent, the respawn loop and the daemon, at least.
     assert!(agent_processes >= 3, "{agent_processes} agent processes");
@@ -248,13 +243,7 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
 
     // `docker stop`: SIGTERM to PID 1, and every process in the container is gone.
     let sigterm = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid1.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(pid1, "TERM");
     let exit = container.wait_exit(Duration::from_secs(10));
     let stop_secs = sigterm.elapsed().as_secs_f64();
     assert!(exit.is_some(), "PID 1 ignored SIGTERM for 10 s: {}", log());

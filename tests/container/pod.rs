@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::runtime::{Container, Image, Mount, Run, agent_image_in_netns};
 use crate::stack::{STALE, Stack, TTL};
-use crate::support::{output_within, report, root, wait_for};
+use crate::support::{assert_no_token_variable, report, root, run_ok, wait_for};
 
 const NAME: &str = "pod::the_kubernetes_example_keeps_the_agents_git_and_gh_working";
 const MANIFEST: &str = "docker/kubernetes/agent-with-sidecar.yaml";
@@ -195,16 +195,11 @@ impl Volumes {
     fn tmpfs(&mut self, name: &str, options: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::create_dir_all(&p).unwrap();
-        let out = output_within(
+        run_ok(
             Command::new("mount")
                 .args(["-t", "tmpfs", "-o", options, "tmpfs"])
                 .arg(&p),
             Duration::from_secs(10),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         self.mounted.push(p.clone());
         p
@@ -319,6 +314,39 @@ impl Kubelet<'_> {
             stdin: None,
         });
         container
+    }
+}
+
+impl Kubelet<'_> {
+    /// Starts the native sidecar as `instance` and runs its startup probe until it passes;
+    /// then waits for the login of gh it does after each new token, which the agent's gh
+    /// uses. Returns the container, how many probes it took, and the seconds until ready.
+    fn start_sidecar(
+        &self,
+        instance: &str,
+        startup: &Probe,
+        cache: &Path,
+    ) -> (Container, u64, f64) {
+        let started = Instant::now();
+        let login_before = gh_login_at(cache);
+        let spec = self.pod.container("initContainers", "gh-token-refresh");
+        let sidecar = self.start(
+            "initContainers",
+            "gh-token-refresh",
+            instance,
+            Pod::command(spec),
+        );
+        sidecar.wait_pid1();
+        let probes = startup.until_started(&sidecar, self.pod.user().0);
+        let ready = started.elapsed().as_secs_f64();
+        assert!(
+            wait_for(Duration::from_secs(20), || {
+                gh_login_at(cache).is_some_and(|at| Some(&at) != login_before.as_ref())
+            }),
+            "{instance} did not log gh in\n{}",
+            sidecar.log()
+        );
+        (sidecar, probes, ready)
     }
 }
 
@@ -476,21 +504,8 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
     let startup = Probe::of(sidecar_spec, "startupProbe");
     let liveness = Probe::of(sidecar_spec, "livenessProbe");
     let first_mint = stack.platform.minted();
-    let started = Instant::now();
-    let sidecar = kubelet.start(
-        "initContainers",
-        "gh-token-refresh",
-        "pod-sidecar",
-        Pod::command(sidecar_spec),
-    );
-    sidecar.wait_pid1();
-    let startup_probes = startup.until_started(&sidecar, uid);
-    let ready_secs = started.elapsed().as_secs_f64();
-    assert!(
-        wait_for(Duration::from_secs(20), || gh_login_at(&cache).is_some()),
-        "the sidecar never logged gh in\n{}",
-        sidecar.log()
-    );
+    let (sidecar, startup_probes, ready_secs) =
+        kubelet.start_sidecar("pod-sidecar", &startup, &cache);
 
     // 3. The agent, its command as the manifest has it with the placeholder filled in.
     let agent_spec = pod.container("containers", "agent");
@@ -528,19 +543,10 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
     );
 
     // What the agent does not have: a token variable, the platform bearer.
-    let env = agent.sh("env");
-    let env = String::from_utf8_lossy(&env.stdout);
-    for var in [
-        "GH_TOKEN=",
-        "GITHUB_TOKEN=",
-        "GH_ENTERPRISE_TOKEN=",
-        "GITHUB_ENTERPRISE_TOKEN=",
-    ] {
-        assert!(
-            !env.lines().any(|l| l.starts_with(var)),
-            "{var} reached the agent"
-        );
-    }
+    assert_no_token_variable(
+        &String::from_utf8_lossy(&agent.sh("env").stdout),
+        "the agent",
+    );
     assert_eq!(
         agent.sh("test -e /configs/.auth_token").status.code(),
         Some(1),
@@ -592,24 +598,9 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
     drop(sidecar);
 
     // 6. The kubelet starts the sidecar again: a new container, the same volumes.
-    let restarted_at = Instant::now();
     let restart_mint = stack.platform.minted();
-    let login_before = gh_login_at(&cache);
-    let sidecar = kubelet.start(
-        "initContainers",
-        "gh-token-refresh",
-        "pod-sidecar-restarted",
-        Pod::command(sidecar_spec),
-    );
-    sidecar.wait_pid1();
-    let restart_probes = startup.until_started(&sidecar, uid);
-    let restart_secs = restarted_at.elapsed().as_secs_f64();
-    assert!(
-        wait_for(Duration::from_secs(20), || gh_login_at(&cache)
-            != login_before),
-        "the restarted sidecar did not log gh in again\n{}",
-        sidecar.log()
-    );
+    let (sidecar, restart_probes, restart_secs) =
+        kubelet.start_sidecar("pod-sidecar-restarted", &startup, &cache);
     let rounds_after = agent.work_until(
         "after the restart",
         Duration::from_secs(60),

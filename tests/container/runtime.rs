@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use molecule_tests::skip;
 
-use crate::support::{output_or_timeout, output_within, root};
+use crate::support::{output_or_timeout, output_within, root, run_ok};
 
 /// Where the base tarball is kept between runs (tests that build images run as root).
 pub const CACHE_DIR: &str = "/var/cache/molecule-tests";
@@ -199,12 +199,9 @@ fn buildah(args: &[&str]) -> Output {
 }
 
 fn buildah_ok(args: &[&str]) -> String {
-    let out = buildah(args);
-    assert!(
-        out.status.success(),
-        "buildah {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(tool("buildah")).args(args),
+        Duration::from_secs(120),
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -245,7 +242,7 @@ fn build_lock() -> BuildLock {
 /// Release binaries for the image's `prebuilt` mode. scripts/test.sh builds them before
 /// `cargo test`; then this is a no-op that proves them current.
 fn ensure_release_binaries() {
-    let out = output_within(
+    run_ok(
         Command::new(env!("CARGO")).current_dir(root()).args([
             "build",
             "--release",
@@ -256,11 +253,6 @@ fn ensure_release_binaries() {
             "gh-token-refresh",
         ]),
         Duration::from_secs(1800),
-    );
-    assert!(
-        out.status.success(),
-        "cargo build --release: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -278,7 +270,7 @@ fn ensure_base() -> String {
         // Left by an interrupted run: a file, or a directory mmdebstrap began to fill.
         let _ = std::fs::remove_file(&partial);
         let _ = std::fs::remove_dir_all(&partial);
-        let out = output_within(
+        run_ok(
             Command::new(tool("mmdebstrap"))
                 .args([
                     "--variant=minbase",
@@ -288,11 +280,6 @@ fn ensure_base() -> String {
                 ])
                 .arg(&partial),
             Duration::from_secs(600),
-        );
-        assert!(
-            out.status.success(),
-            "mmdebstrap: {}",
-            String::from_utf8_lossy(&out.stderr)
         );
         std::fs::rename(&partial, &tarball).unwrap();
         let _ = buildah(&["rmi", "--force", BASE_IMAGE]);
@@ -305,17 +292,12 @@ fn ensure_base() -> String {
         .status
         .success()
     {
-        let out = output_within(
+        run_ok(
             Command::new(tool("podman"))
                 .arg("import")
                 .arg(&tarball)
                 .arg(BASE_IMAGE),
             Duration::from_secs(300),
-        );
-        assert!(
-            out.status.success(),
-            "podman import: {}",
-            String::from_utf8_lossy(&out.stderr)
         );
         if note.is_empty() {
             note = format!("base: imported the cached {}", tarball.display());

@@ -148,6 +148,46 @@ pub fn output_within(c: &mut Command, timeout: Duration) -> std::process::Output
     })
 }
 
+/// As [`output_within`], and the command must succeed: panics with its stderr otherwise.
+pub fn run_ok(c: &mut Command, timeout: Duration) -> std::process::Output {
+    let out = output_within(c, timeout);
+    assert!(
+        out.status.success(),
+        "{:?} {:?}: {}\n{}",
+        c.get_program(),
+        c.get_args().collect::<Vec<_>>(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh or git
+/// tools take a token from: `who` (say, "the agent") must get its tokens another way.
+pub fn assert_no_token_variable(env: &str, who: &str) {
+    for var in [
+        "GH_TOKEN=",
+        "GITHUB_TOKEN=",
+        "GH_ENTERPRISE_TOKEN=",
+        "GITHUB_ENTERPRISE_TOKEN=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(var)),
+            "{who}: {var} is set"
+        );
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to process `pid`, which must exist.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}: {sent}");
+}
+
 /// As [`output_within`], but a command still running at `timeout` is killed and `None`
 /// returned: for probes, where a timeout is an answer.
 pub fn output_or_timeout(c: &mut Command, timeout: Duration) -> Option<std::process::Output> {
