@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use molecule_tests::Fault;
 
 use crate::runtime::{Container, Image, Mount, Run, agent_image_in_netns};
-use crate::stack::{AGENT_LOOP, Results, STALE, Stack, TTL, work_until};
+use crate::stack::{AGENT_LOOP, Results, STALE, Stack, TTL, cached_expiry, work_until};
 use crate::support::{assert_no_token_variable, git_config_all, report, signal, wait_for};
 
 const NAME: &str = "image::the_shipped_image_keeps_git_and_gh_working_as_pid_1";
@@ -40,17 +40,6 @@ fn health(container: &Container, image: &Image) -> (i32, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-/// The `expires_at` of the cached token for `localhost`, as tokens.json has it.
-fn cached_expiry(cache: &Path) -> Option<String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cache.join("tokens.json")).ok()?).ok()?;
-    Some(
-        doc["entries"]["localhost"]["expires_at"]
-            .as_str()?
-            .to_owned(),
     )
 }
 
@@ -217,10 +206,7 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
     stack.platform.set_fault(Fault::Status(503));
     // The token the daemon holds now is the last one: once it has expired, the check fails.
     std::thread::sleep(Duration::from_millis(500));
-    let expiry = cached_expiry(&cache).expect("a cached token");
-    let expires_at =
-        time::OffsetDateTime::parse(&expiry, &time::format_description::well_known::Rfc3339)
-            .unwrap();
+    let (expiry, expires_at) = cached_expiry(&cache).expect("a cached token");
     let mut first_unhealthy = None;
     assert!(
         wait_for(TTL + Duration::from_secs(10), || {

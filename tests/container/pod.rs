@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::runtime::{Container, Image, Mount, Run, agent_image_in_netns};
-use crate::stack::{STALE, Stack, TTL};
+use crate::stack::{STALE, Stack, TTL, cached_expiry};
 use crate::support::{assert_no_token_variable, report, root, run_ok, wait_for};
 
 const NAME: &str = "pod::the_kubernetes_example_keeps_the_agents_git_and_gh_working";
@@ -564,18 +564,22 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
 
     // 5. The sidecar dies. The agent goes on with the cached token while it lasts; without
     //    the bearer it cannot mint, so once that token has expired git has nothing to send.
+    // Killed just after a rotation, so that the token it leaves has a few seconds to serve.
+    let fresh = |at: time::OffsetDateTime| {
+        at - time::OffsetDateTime::now_utc() >= time::Duration::milliseconds(4500)
+    };
+    assert!(
+        wait_for(TTL * 2, || cached_expiry(&cache)
+            .is_some_and(|(_, at)| fresh(at))),
+        "no fresh token to kill the sidecar after"
+    );
     let mut sidecar = sidecar;
     sidecar.kill();
     let killed = Instant::now();
-    let doc: Value =
-        serde_json::from_slice(&std::fs::read(cache.join("tokens.json")).unwrap()).unwrap();
-    let expires_at = time::OffsetDateTime::parse(
-        doc["entries"]["localhost"]["expires_at"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
+    let (_, expires_at) = cached_expiry(&cache).unwrap();
+    // Each push starts with 2.5 s of the token's life left, ample to finish on it.
     let mut pushes_on_cache = 0;
-    while time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500) < expires_at {
+    while time::OffsetDateTime::now_utc() + time::Duration::milliseconds(2500) < expires_at {
         agent
             .push()
             .unwrap_or_else(|e| panic!("a push on the cached token failed: {e}"));
@@ -623,7 +627,10 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
              {rotations_before} rotations: {rounds_before} rounds of git push + gh api /user from the agent, 0 failures, liveness probe passing each round; \
              sidecar killed: {pushes_on_cache} pushes on the cached token for {survived_secs:.1}s, then, once it had expired, git push failed as documented; \
              sidecar restarted: ready after {restart_probes} startup probe(s), {restart_secs:.1}s; {rotations_after} more rotations: {rounds_after} rounds of push + gh api, 0 failures",
-            3
+            ["initContainers", "containers"]
+                .iter()
+                .map(|l| pod.spec()[l].as_array().map_or(0, Vec::len))
+                .sum::<usize>()
         ),
     );
 }

@@ -185,6 +185,19 @@ impl Results {
     }
 }
 
+/// The `expires_at` of the token cached for `localhost` in the cache directory `cache`: as
+/// tokens.json spells it, and parsed.
+pub fn cached_expiry(cache: &Path) -> Option<(String, time::OffsetDateTime)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("tokens.json")).ok()?).ok()?;
+    let text = doc["entries"]["localhost"]["expires_at"]
+        .as_str()?
+        .to_owned();
+    let at =
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((text, at))
+}
+
 /// Waits up to `timeout` for `done`, checking after every poll that no operation failed.
 pub fn work_until(
     results: &Results,
