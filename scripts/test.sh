@@ -93,12 +93,15 @@ else
   skip "kubernetes-validate" "the pinned validator is not installed in $venv (scripts/test.sh installs it when run as root)"
 fi
 if have systemd-analyze; then
-  # The unit as its user would install it. verify also checks that ExecStart= binaries exist:
-  # give it a home holding the two (any executable will do for that check).
+  # The unit as its user would install it, checked by a user manager (--user; it needs a
+  # runtime directory). verify also checks that ExecStart= binaries exist: give it a home
+  # holding the one it names (any executable will do for that check).
   unit_home=$(mktemp -d)
-  mkdir -p "$unit_home/.local/bin"
+  mkdir -p "$unit_home/.local/bin" "$unit_home/run"
+  chmod 700 "$unit_home/run"
   ln -s /bin/true "$unit_home/.local/bin/gh-token-refresh"
-  out=$(HOME=$unit_home systemd-analyze --user verify --man=no docker/systemd/gh-token-refresh.service 2>&1) \
+  out=$(HOME=$unit_home XDG_RUNTIME_DIR=$unit_home/run \
+        systemd-analyze --user verify --man=no docker/systemd/gh-token-refresh.service 2>&1) \
     || { echo "$out"; rm -rf "$unit_home"; exit 1; }
   rm -rf "$unit_home"
   # Any message at all (an unknown key, a bad value) is a finding.
