@@ -16,7 +16,7 @@ use molecule_tests::{
 };
 use rand::RngExt;
 
-use crate::support::{bin_dir, root};
+use crate::support::bin_dir;
 
 const TTL: u64 = 8;
 const MARGIN: u64 = 3;
@@ -276,11 +276,7 @@ fn soak() {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    std::fs::write(
-        root().join("target/soak-summary.txt"),
-        format!("{summary}\n"),
-    )
-    .unwrap();
+    crate::support::report("soak", &summary);
     assert!(
         failures.is_empty(),
         "{summary}\n{}\n--- daemon log ---\n{}",

@@ -33,6 +33,18 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Writes what a test measured to `target/test-reports/NAME.txt`: libtest hides a passing
+/// test's output, and `scripts/test.sh` prints every report after `cargo test`.
+pub fn report(name: &str, text: &str) {
+    let dir = root().join("target/test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.txt")),
+        format!("{}\n", text.trim_end()),
+    )
+    .unwrap();
+}
+
 pub fn script(name: &str) -> PathBuf {
     root().join("scripts").join(name)
 }
@@ -122,6 +134,88 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("process {} did not exit within {timeout:?}", child.id());
+}
+
+/// Runs `c` to completion with stdin closed and its output collected, killing it and
+/// panicking if it is not done within `timeout`: no child of a test runs unbounded.
+pub fn output_within(c: &mut Command, timeout: Duration) -> std::process::Output {
+    output_or_timeout(c, timeout).unwrap_or_else(|| {
+        panic!(
+            "{:?} {:?} did not finish within {timeout:?}",
+            c.get_program(),
+            c.get_args().collect::<Vec<_>>()
+        )
+    })
+}
+
+/// As [`output_within`], and the command must succeed: panics with its stderr otherwise.
+pub fn run_ok(c: &mut Command, timeout: Duration) -> std::process::Output {
+    let out = output_within(c, timeout);
+    assert!(
+        out.status.success(),
+        "{:?} {:?}: {}\n{}",
+        c.get_program(),
+        c.get_args().collect::<Vec<_>>(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh or git
+/// tools take a token from: `who` (say, "the agent") must get its tokens another way.
+pub fn assert_no_token_variable(env: &str, who: &str) {
+    for var in [
+        "GH_TOKEN=",
+        "GITHUB_TOKEN=",
+        "GH_ENTERPRISE_TOKEN=",
+        "GITHUB_ENTERPRISE_TOKEN=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(var)),
+            "{who}: {var} is set"
+        );
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to process `pid`, which must exist.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}: {sent}");
+}
+
+/// As [`output_within`], but a command still running at `timeout` is killed and `None`
+/// returned: for probes, where a timeout is an answer.
+pub fn output_or_timeout(c: &mut Command, timeout: Duration) -> Option<std::process::Output> {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", c.get_program()));
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Some(std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    })
 }
 
 /// Polls `cond` every 50 ms until `timeout`.

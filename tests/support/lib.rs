@@ -13,6 +13,7 @@
 //! - [`stuck`]: locks held by a stopped process, and non-regular files where a file belongs.
 //! - [`table`]: table-driven tests that run every case and report every failure.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
+//! - [`skip`]: how a test that cannot run here (not root, a tool missing) says so, by name.
 //!
 //! Every server runs on its own thread with its own tokio runtime, so plain synchronous
 //! `#[test]`s can use them, and stops (and joins) when dropped.
@@ -26,6 +27,7 @@ pub mod github_api;
 pub mod netns;
 pub mod platform;
 mod server;
+pub mod skip;
 pub mod stuck;
 pub mod table;
 pub mod tls;

@@ -16,7 +16,8 @@
 //!
 //! `test_name` is the name libtest knows the test by: the bare function name in an
 //! integration test file, `module::tests::name` for a unit test inside a module.
-//! Requires root (or CAP_SYS_ADMIN) and `unshare` and `ip`: CI runs as root.
+//! Requires root, `unshare` and `ip` (CI runs as root and has them). Without them the test is
+//! skipped through [`crate::skip`]: named, with the reason, in the run's summary.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
@@ -27,15 +28,17 @@ use std::thread;
 pub const SWITCH: &str = "MOLECULE_TEST_NETNS";
 
 /// Returns `true` inside the private namespace (run the test body), `false` in the outer
-/// run after the inner run passed (return from the test). Panics if the inner run fails
-/// or the namespace cannot be created.
+/// run after the inner run passed, or when the test is skipped because this is not root or
+/// `unshare`/`ip` are missing (return from the test). Panics if the inner run fails, or if
+/// root cannot create the namespace.
 pub fn in_private_netns(test_name: &str) -> bool {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "test support reads its own switch"
-    )]
-    let switch = std::env::var_os(SWITCH);
-    match switch.as_deref() {
+    in_private_netns_with(test_name, &[])
+}
+
+/// As [`in_private_netns`], and the inner run also gets `env`: what the outer run prepared
+/// with the network the namespace lacks (an image built from Debian's packages, say).
+pub fn in_private_netns_with(test_name: &str, env: &[(&str, &str)]) -> bool {
+    match switch().as_deref() {
         Some(name) if name == OsStr::new(test_name) => {
             bring_up_loopback();
             true
@@ -44,10 +47,27 @@ pub fn in_private_netns(test_name: &str) -> bool {
         // one too: never nest namespaces, and leave this test to its own outer run.
         Some(_) => false,
         None => {
-            run_outside(test_name);
+            if crate::skip::require_root(test_name)
+                && crate::skip::require_tools(test_name, &["unshare", "ip"])
+            {
+                run_outside(test_name, env);
+            }
             false
         }
     }
+}
+
+/// Whether this process is `test_name`'s inner run, inside its namespace.
+pub fn is_inner(test_name: &str) -> bool {
+    switch().as_deref() == Some(OsStr::new(test_name))
+}
+
+fn switch() -> Option<std::ffi::OsString> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test support reads its own switch"
+    )]
+    std::env::var_os(SWITCH)
 }
 
 fn bring_up_loopback() {
@@ -62,7 +82,7 @@ fn bring_up_loopback() {
     );
 }
 
-fn run_outside(test_name: &str) {
+fn run_outside(test_name: &str, env: &[(&str, &str)]) {
     let probe = Command::new("unshare")
         .args(["-n", "true"])
         .stdout(Stdio::null())
@@ -71,8 +91,8 @@ fn run_outside(test_name: &str) {
     match probe {
         Ok(output) if output.status.success() => {}
         Ok(output) => panic!(
-            "test `{test_name}` needs its own network namespace, but `unshare -n` failed \
-             ({}): run it as root (CI does), or skip it with `--skip {test_name}`",
+            "test `{test_name}` needs its own network namespace, but `unshare -n` failed as \
+             root ({})",
             String::from_utf8_lossy(&output.stderr).trim()
         ),
         Err(e) => panic!(
@@ -87,6 +107,7 @@ fn run_outside(test_name: &str) {
         .arg(&exe)
         .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
         .env(SWITCH, test_name)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -8,7 +8,7 @@ use molecule_tests::PlatformStandIn;
 use molecule_tests::deadline::{Finished, Guard, run_within};
 use molecule_tests::github_api::test_app_key_path;
 
-use crate::support::{BIN, Proc, skip, wait_for, which};
+use crate::support::{BIN, Proc, wait_for, which};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -60,7 +60,7 @@ fn status_with_the_github_app_source_and_no_app_configuration_reports_healthy() 
 #[test]
 fn status_with_the_github_app_source_opens_no_key_file() {
     let Some(strace) = which("strace") else {
-        return skip(
+        return molecule_tests::skip::skip(
             "health::status_with_the_github_app_source_opens_no_key_file",
             "strace is not installed",
         );

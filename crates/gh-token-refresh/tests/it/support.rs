@@ -418,16 +418,6 @@ pub fn exit_within(child: &mut std::process::Child, secs: u64) -> Option<i32> {
     }
 }
 
-/// Says why a test did not run; the caller returns. (One place to point at the shared skip
-/// mechanism once tests/support has one.)
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test says so where cargo test shows it"
-)]
-pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
-}
-
 /// The first executable named `tool` on this test's PATH (children here get their own PATH).
 pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     let path = molecule_credential::config::process_env("PATH")?;

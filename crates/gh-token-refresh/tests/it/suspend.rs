@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use molecule_credential::store::current_uid;
 use molecule_tests::deadline::{Guard, run_within};
 
-use crate::support::{BIN, Proc, signal, skip, which};
+use crate::support::{BIN, Proc, signal, which};
 
 /// Debian's libfaketime (package `faketime`).
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -114,7 +114,7 @@ fn prerequisites() -> Option<(PathBuf, PathBuf, PathBuf)> {
         None
     };
     if let Some(reason) = missing {
-        skip(TEST, &reason);
+        molecule_tests::skip::skip(TEST, &reason);
         return None;
     }
     Some((testkit, which("gh")?, which("python3")?))

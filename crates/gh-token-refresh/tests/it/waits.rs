@@ -12,7 +12,7 @@ use molecule_tests::stuck::{NotRegular, StoppedHolder};
 use molecule_tests::table::{Case, Failures};
 use molecule_tests::{Fault, PlatformStandIn};
 
-use crate::support::{BIN, Proc, signal, skip};
+use crate::support::{BIN, Proc, signal};
 
 /// The bearer every [`Proc`] presents.
 const BEARER: &str = "bearer-xyz";
@@ -45,7 +45,7 @@ fn start_stuck(test: &str, locks: &[&str]) -> Option<Stuck> {
     let platform = PlatformStandIn::local(BEARER);
     let p = proc(&platform);
     let holder = StoppedHolder::hold(&p.cache_dir(), locks)
-        .map_err(|why| skip(test, why))
+        .map_err(|why| molecule_tests::skip::skip(test, why))
         .ok()?;
     Some(Stuck {
         daemon: p.spawn_guarded("d.log", &[]),

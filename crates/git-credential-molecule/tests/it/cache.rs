@@ -16,6 +16,10 @@ fn forbid(server: &MockServer) -> httpmock::Mock<'_> {
 
 #[test]
 fn hostile_cache_is_refused_and_left_untouched() {
+    // Chowns files to another uid.
+    if !molecule_tests::skip::require_root("cache::hostile_cache_is_refused_and_left_untouched") {
+        return;
+    }
     type Spoil = fn(&Sandbox);
     let cases: Vec<(&str, Spoil, &str)> = vec![
         (

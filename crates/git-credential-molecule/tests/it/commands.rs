@@ -321,7 +321,7 @@ fn token_refuses_a_terminal_without_reveal() {
         .output()
         .is_err()
     {
-        crate::support::skip(
+        molecule_tests::skip::skip(
             "commands::token_refuses_a_terminal_without_reveal",
             "util-linux `script` (for a pseudo-terminal) is not installed",
         );

@@ -23,7 +23,7 @@ use molecule_tests::deadline::Guard;
 use molecule_tests::{GheServer, PlatformOptions, PlatformStandIn, TestCa, TokenAuthority};
 use time::OffsetDateTime;
 
-use crate::support::{ADMIN_PATH, BEARER, Sandbox, long_token, skip, token_body};
+use crate::support::{ADMIN_PATH, BEARER, Sandbox, long_token, token_body};
 
 // ---------------------------------------------------------------------------------------
 // Pure timing.
@@ -798,7 +798,7 @@ const MUST_SHOW: &str = "exec::restart_keeps_a_child_supplied_with_live_tokens";
 #[test]
 fn restart_keeps_a_child_supplied_with_live_tokens() {
     if current_uid() != 0 {
-        return skip(
+        return molecule_tests::skip::skip(
             MUST_SHOW,
             "needs root: the GitHub Enterprise stand-in owns port 443 in a private network namespace",
         );

@@ -195,6 +195,10 @@ fn read(sb: &Sandbox, name: &str) -> String {
 
 #[test]
 fn the_disk_fills_during_a_cache_write() {
+    // A 64 KiB tmpfs in a private mount namespace.
+    if !molecule_tests::skip::require_root("faults::the_disk_fills_during_a_cache_write") {
+        return;
+    }
     let server = MockServer::start();
     let fresh = long_token("fresh");
     server.mock(|when, then| {
@@ -256,6 +260,10 @@ fn the_disk_fills_during_a_cache_write() {
 
 #[test]
 fn the_cache_directory_is_read_only() {
+    // A read-only bind mount in a private mount namespace.
+    if !molecule_tests::skip::require_root("faults::the_cache_directory_is_read_only") {
+        return;
+    }
     let server = MockServer::start();
     let fresh = long_token("rofresh");
     server.mock(|when, then| {

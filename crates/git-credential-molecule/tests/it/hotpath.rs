@@ -46,6 +46,12 @@ fn uses(trace: &str, syscall: &str) -> bool {
 
 #[test]
 fn a_cache_hit_opens_no_socket_starts_no_runtime_and_no_thread() {
+    if !molecule_tests::skip::require_tools(
+        "hotpath::a_cache_hit_opens_no_socket_starts_no_runtime_and_no_thread",
+        &["strace"],
+    ) {
+        return;
+    }
     let sb = Sandbox::new();
     sb.write_cache(&[("github.com", &long_token("hot"), 3000, false)]);
     let trace = syscalls_of_get(&sb);
@@ -64,6 +70,12 @@ fn a_cache_hit_opens_no_socket_starts_no_runtime_and_no_thread() {
 
 #[test]
 fn a_miss_does_use_the_network_for_contrast() {
+    if !molecule_tests::skip::require_tools(
+        "hotpath::a_miss_does_use_the_network_for_contrast",
+        &["strace"],
+    ) {
+        return;
+    }
     let server = MockServer::start();
     server.mock(|when, then| {
         when.path(ADMIN_PATH);
@@ -83,6 +95,12 @@ fn a_miss_does_use_the_network_for_contrast() {
 /// 14 ms instead of 2.4.
 #[test]
 fn a_miss_against_an_http_platform_reads_no_certificates() {
+    if !molecule_tests::skip::require_tools(
+        "hotpath::a_miss_against_an_http_platform_reads_no_certificates",
+        &["strace"],
+    ) {
+        return;
+    }
     let server = MockServer::start();
     server.mock(|when, then| {
         when.path(ADMIN_PATH);

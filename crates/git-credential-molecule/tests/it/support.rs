@@ -291,13 +291,3 @@ pub fn mode(path: &Path) -> u32 {
         .mode()
         & 0o777
 }
-
-/// Says why a test did not run; the caller returns. (One place to point at the shared skip
-/// mechanism once tests/support has one.)
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test says so where cargo test shows it"
-)]
-pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
-}

@@ -13,7 +13,7 @@ use molecule_tests::stuck::{NotRegular, StoppedHolder};
 use molecule_tests::table::{Case, Failures};
 use molecule_tests::{Fault, PlatformStandIn};
 
-use crate::support::{BEARER, Sandbox, long_token, skip};
+use crate::support::{BEARER, Sandbox, long_token};
 
 /// Kills a run that takes this long: a guard against hanging, never the bound under test.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ fn sandbox(platform: &PlatformStandIn) -> Sandbox {
 /// The lock files `locks` in `cache` held by a stopped process; `None` when `test` skipped.
 fn stuck(test: &str, cache: &Path, locks: &[&str]) -> Option<StoppedHolder> {
     StoppedHolder::hold(cache, locks)
-        .map_err(|why| skip(test, why))
+        .map_err(|why| molecule_tests::skip::skip(test, why))
         .ok()
 }
 
