@@ -15,6 +15,7 @@
     reason = "a failed set-up step in a test should panic with its location"
 )]
 
+mod dns;
 mod entrypoint;
 mod hour;
 mod image;
