@@ -80,7 +80,7 @@ pub fn obtain(config: &Config, target: &Target) -> Result<Token, Error> {
                 ),
                 None => tracing::debug!(
                     host = %key,
-                    "serving a token that expires in {left}s while another process refreshes"
+                    "serving a token that expires in {left}s: another process is refreshing, or the source answered one this close to expiry"
                 ),
             }
             Token::degraded(entry)

@@ -5,10 +5,10 @@
 //! - After a transient failure, or a token that came back already inside the margin (the
 //!   platform re-mints only under 5 minutes): exponential backoff with full jitter,
 //!   `uniform(0, ceiling)`, never past the expiry of the token we still hold. The ceiling is
-//!   `min(cap, base·2ⁿ⁻¹)`, or, after a failure, the held token's remaining usable life when
-//!   that is longer — so a fleet recovering from an outage spreads its retries over the time it
-//!   actually has instead of stampeding — and never more than the interval (a retry is never
-//!   later than the next scheduled refresh would be).
+//!   `min(cap, base·2ⁿ⁻¹)`, or, after a failure while the held token is still fresh, that
+//!   token's remaining life when longer — so a fleet recovering from an outage spreads its
+//!   retries over the time it actually has instead of stampeding — and never more than the
+//!   interval (a retry is never later than the next scheduled refresh would be).
 //! - After 429: the server's `Retry-After` when given.
 //! - After auth or not-configured: the normal interval (retrying sooner cannot help).
 //!
@@ -132,8 +132,9 @@ pub fn skip_window(policy: &Policy) -> Duration {
 pub const SKIP_WINDOW: Duration = Duration::from_secs(60);
 
 /// The backoff ceiling for the `attempt`-th consecutive failure (1-based) while holding a token
-/// that expires at `holding`: the doubling series, or the token's remaining usable life when
-/// that is longer, never above the interval.
+/// that expires at `holding`: the doubling series; while that token is still fresh (outside
+/// the margin), its remaining life when that is longer; never above the interval. Once the
+/// token is inside the margin the doubling series alone: retry soon.
 ///
 /// Why the whole remaining life: after an outage, a fleet's retries land uniformly over their
 /// ceilings. The fleet benchmark (f) puts the post-recovery peak at 5.3× the mean with the
@@ -153,7 +154,9 @@ pub fn ceiling(
         .backoff_base
         .saturating_mul(1 << doublings)
         .min(policy.backoff_cap);
-    let spread = holding.map_or(Duration::ZERO, |expiry| until(expiry, now));
+    let spread = holding
+        .filter(|expiry| now + policy.margin < *expiry)
+        .map_or(Duration::ZERO, |expiry| until(expiry, now));
     doubled.max(spread).min(policy.interval)
 }
 
