@@ -57,12 +57,9 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
     // a directory the agent reports into (the image's agent is uid 1000).
     let configs = t.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
-    std::fs::write(configs.join(".auth_token"), "bearer-image\n").unwrap();
-    std::fs::set_permissions(
-        configs.join(".auth_token"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    // The agent's alone, as the helper requires of a secret file: readable by nobody else.
+    molecule_tests::write_secret(&configs.join(".auth_token"), "bearer-image\n");
+    std::os::unix::fs::chown(configs.join(".auth_token"), Some(1000), Some(1000)).unwrap();
     let out = t.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::chown(&out, Some(1000), Some(1000)).unwrap();
