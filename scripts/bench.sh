@@ -18,7 +18,7 @@ if [ "${1:-}" = --quick ]; then runs=30 idle=5 trials=3; fi
 # The subject is what a plain `cargo build --release` gives (glibc, dynamic). The static musl
 # build that install.sh and the Dockerfile ship is measured beside it when its target and
 # musl-gcc are installed.
-cargo build --quiet --release --locked -p git-credential-molecule -p gh-token-refresh
+cargo build --quiet --release --locked
 bins=$root/target/release
 build="glibc (plain cargo build --release)"
 static_args=""

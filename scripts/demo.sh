@@ -19,7 +19,7 @@ margin=$(( ttl / 4 > 1 ? ttl / 4 : 1 ))
 
 if [ -z "${DEMO_IN_NETNS:-}" ]; then
   echo "== building (cargo build) =="
-  (cd "$root" && cargo build --quiet --bins)
+  (cd "$root" && cargo build --quiet --workspace --bins)
   if [ "$(id -u)" = 0 ] && command -v gh >/dev/null && command -v unshare >/dev/null \
      && unshare -n true 2>/dev/null; then
     DEMO_IN_NETNS=1 exec unshare -n "$0" "$@"

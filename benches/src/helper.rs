@@ -230,9 +230,15 @@ pub fn git_fill(helper_bin: &Path, static_bin: Option<&Path>, runs: usize) -> Fi
         );
     }
     let mut times = vec![Vec::with_capacity(runs); peers.len()];
+    // Round-robin in a fresh random order each round: whoever runs right after gh (a 30 ms Go
+    // program) or the credential-cache daemon's socket dance starts with cold CPU caches, and
+    // a fixed order would always hand that to the same peer.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+    let mut order: Vec<usize> = (0..peers.len()).collect();
     for i in 0..runs + 20 {
-        for (k, p) in peers.iter().enumerate() {
-            let s = fill(p);
+        rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+        for &k in &order {
+            let s = fill(&peers[k]);
             if i >= 20 {
                 times[k].push(s.wall);
             }

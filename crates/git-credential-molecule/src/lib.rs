@@ -123,8 +123,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
     let stdin = io::stdin();
     let stdout = io::stdout();
+    // Only `token` asks (a cache hit spares the ioctl).
+    let is_terminal =
+        matches!(command, Command::Token(_)) && std::io::IsTerminal::is_terminal(&stdout);
     let out = Output {
-        is_terminal: std::io::IsTerminal::is_terminal(&stdout),
+        is_terminal,
         stream: &mut stdout.lock(),
     };
     match run(
