@@ -7,7 +7,6 @@
 //! run as Docker runs it, while healthy and after the platform has failed past the token's
 //! expiry; then `docker stop`: SIGTERM to PID 1 ends every process in the container.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
