@@ -97,15 +97,7 @@ pub struct Report {
 
 /// Runs the scenario with `retry`.
 pub fn simulate(s: &Scenario, retry: Retry) -> Report {
-    let policy = Policy {
-        interval: Duration::from_secs(2700),
-        jitter: Duration::from_secs(120),
-        initial_delay: Duration::from_secs(60),
-        margin: Duration::from_secs(300),
-        backoff_base: schedule::BACKOFF_BASE,
-        backoff_cap: schedule::BACKOFF_CAP,
-        min_wait: schedule::MIN_WAIT,
-    };
+    let policy = Policy::from_config(&molecule_credential::config::Config::load(|_| None).config);
     let base = parse_rfc3339("2026-11-22T00:00:00Z").expect("a valid literal");
     let at = |secs: f64| base + Duration::from_secs_f64(secs);
     let mut dice = Seeded::new(s.seed);

@@ -43,14 +43,11 @@ fn main() -> ExitCode {
     // One thread: the daemon spends its life asleep, and a single-threaded runtime parks in
     // one epoll_wait until the next timer, alarm or signal. File work goes to the blocking
     // pool, whose threads retire when idle.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match molecule_credential::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(78);
+            tracing::error!(class = %e.class(), "{e}");
+            return ExitCode::from(e.class().exit_code());
         }
     };
     let code = runtime.block_on(async {

@@ -244,15 +244,7 @@ fn supervise_command(config: &Config, target: Target, spec: &Spec) -> Result<u8,
     // Before the runtime exists: `obtain` may build its own to mint, and a runtime cannot be
     // started inside another on the same thread. Later looks run on blocking threads.
     let first = look()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Error::new(
-                Class::LocalConfig,
-                format!("starting the async runtime: {e}"),
-            )
-        })?;
+    let runtime = molecule_credential::runtime()?;
     let code = runtime.block_on(async {
         let signals = match install_signals() {
             Ok(s) => s,

@@ -54,10 +54,10 @@ pub mod token;
 pub use error::{Class, Error, Result};
 pub use secret::Secret;
 
-/// Runs a future to completion on a fresh single-threaded runtime: for synchronous callers
-/// (the helper on a cache miss, one-shot commands) that need one async call.
-pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime with I/O and timers, the only kind this project starts outside
+/// the daemon: built only where something async must run, never on the helper's cache hit.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
@@ -65,6 +65,11 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
                 Class::LocalConfig,
                 format!("starting the async runtime: {e}"),
             )
-        })?;
-    Ok(runtime.block_on(future))
+        })
+}
+
+/// Runs a future to completion on a fresh [`runtime`]: for synchronous callers (the helper on
+/// a cache miss, one-shot commands) that need one async call.
+pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    Ok(runtime()?.block_on(future))
 }

@@ -234,15 +234,7 @@ mod tests {
     use crate::clock::parse_rfc3339;
 
     fn policy() -> Policy {
-        Policy {
-            interval: Duration::from_secs(2700),
-            jitter: Duration::from_secs(120),
-            initial_delay: Duration::from_secs(60),
-            margin: Duration::from_secs(300),
-            backoff_base: BACKOFF_BASE,
-            backoff_cap: BACKOFF_CAP,
-            min_wait: MIN_WAIT,
-        }
+        Policy::from_config(&Config::load(|_| None).config)
     }
 
     fn now() -> OffsetDateTime {

@@ -17,7 +17,8 @@ use molecule_credential::Secret;
 use molecule_credential::alarm::RealtimeAlarm;
 use molecule_credential::clock::SystemClock;
 use molecule_credential::clock::parse_rfc3339;
-use molecule_credential::schedule::{BACKOFF_BASE, BACKOFF_CAP, FixedDice, MIN_WAIT, Policy};
+use molecule_credential::config::Config;
+use molecule_credential::schedule::{FixedDice, MIN_WAIT, Policy};
 use molecule_credential::store::current_uid;
 use molecule_tests::deadline::Guard;
 use molecule_tests::{GheServer, PlatformOptions, PlatformStandIn, TestCa, TokenAuthority};
@@ -33,15 +34,7 @@ fn plan() -> Plan {
     Plan {
         margin: Duration::from_secs(300),
         lead: Duration::from_secs(2),
-        backoff: Policy {
-            interval: Duration::from_secs(2700),
-            jitter: Duration::from_secs(120),
-            initial_delay: Duration::from_secs(60),
-            margin: Duration::from_secs(300),
-            backoff_base: BACKOFF_BASE,
-            backoff_cap: BACKOFF_CAP,
-            min_wait: MIN_WAIT,
-        },
+        backoff: Policy::from_config(&Config::load(|_| None).config),
     }
 }
 
