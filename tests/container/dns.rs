@@ -6,8 +6,10 @@
 //! by such a name, with a private `/etc/hosts` bind-mounted in its own mount namespace.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
+use molecule_tests::deadline::run_within;
 use molecule_tests::{PlatformStandIn, skip};
 
 use crate::support::*;
@@ -53,25 +55,14 @@ fn cold_get(helper: &Path, url: &str, hosts: &Path, home: &Path) -> (Option<i32>
         .env("MOLECULE_TOKEN_CACHE_DIR", &cache)
         .env("CONFIGS_DIR", home.join("configs"))
         .env("PLATFORM_URL", url)
-        .env("MOLECULE_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"protocol=https\nhost=github.com\n\n")
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+        .env("MOLECULE_LOG", "warn");
+    let run = run_within(
+        &mut cmd,
+        b"protocol=https\nhost=github.com\n\n",
+        Duration::from_secs(20),
+    );
+    assert!(!run.timed_out, "the get did not finish within 20 s");
+    (run.code, run.stdout)
 }
 
 #[test]

@@ -213,6 +213,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::clock::parse_rfc3339;
 
+    /// Documents that must be refused, and what the refusal says (never their content).
+    pub(crate) const CORRUPT: [(&str, &str); 4] = [
+        (r#"{"version":"ghs_SECRET"}"#, "not a valid token cache"),
+        ("{not json", "not a valid token cache"),
+        (r#"{"version":2,"entries":{}}"#, "has version 2"),
+        (
+            r#"{"version":1,"entries":{"github.com":{"token":"ghs_x\nhost=evil","expires_at":"2099-01-01T00:00:00Z","fetched_at":"2026-01-01T00:00:00Z","source":"platform"}}}"#,
+            "malformed token",
+        ),
+    ];
+
     /// An RFC 3339 literal.
     pub(crate) fn t(s: &str) -> OffsetDateTime {
         parse_rfc3339(s).unwrap()
@@ -309,15 +320,7 @@ pub(crate) mod tests {
 
     #[test]
     fn corrupt_or_future_documents_are_errors_without_content() {
-        for (raw, want) in [
-            (r#"{"version":"ghs_SECRET"}"#, "not a valid token cache"),
-            ("{not json", "not a valid token cache"),
-            (r#"{"version":2,"entries":{}}"#, "has version 2"),
-            (
-                r#"{"version":1,"entries":{"github.com":{"token":"ghs_x\nhost=evil","expires_at":"2099-01-01T00:00:00Z","fetched_at":"2026-01-01T00:00:00Z","source":"platform"}}}"#,
-                "malformed token",
-            ),
-        ] {
+        for (raw, want) in CORRUPT {
             let e = Document::from_slice(raw.as_bytes()).unwrap_err();
             assert!(e.message().contains(want), "{e}");
             assert!(!e.message().contains("SECRET"), "{e}");

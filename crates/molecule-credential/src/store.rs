@@ -545,7 +545,7 @@ pub struct DaemonLock {
 mod tests {
     use super::*;
     use crate::cache::SOURCE_PLATFORM;
-    use crate::cache::tests::{entry, t};
+    use crate::cache::tests::{CORRUPT, entry, t};
     use serde_json::Value;
 
     fn private_dir() -> (tempfile::TempDir, CacheDir) {
@@ -669,15 +669,7 @@ mod tests {
     fn corrupt_or_future_documents_are_errors_without_content() {
         let (_tmp, dir) = private_dir();
         let file = dir.path().join(TOKENS_FILE);
-        for (raw, want) in [
-            (r#"{"version":"ghs_SECRET"}"#, "not a valid token cache"),
-            ("{not json", "not a valid token cache"),
-            (r#"{"version":2,"entries":{}}"#, "has version 2"),
-            (
-                r#"{"version":1,"entries":{"github.com":{"token":"ghs_x\nhost=evil","expires_at":"2099-01-01T00:00:00Z","fetched_at":"2026-01-01T00:00:00Z","source":"platform"}}}"#,
-                "malformed token",
-            ),
-        ] {
+        for (raw, want) in CORRUPT {
             fs::write(&file, raw).unwrap();
             fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
             let e = dir.read().unwrap_err();

@@ -3,11 +3,11 @@
 //! In every case: no hang beyond the budget, no torn or lost cache, the newest valid token
 //! wins, and a clear classified error.
 
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use httpmock::prelude::*;
+use molecule_tests::deadline::run_within;
 use molecule_tests::{Fault, PlatformOptions, PlatformStandIn, TokenAuthority};
 
 use crate::support::{ADMIN_PATH, BEARER, BIN, Sandbox, in_secs, long_token, token_body};
@@ -449,21 +449,15 @@ fn git_leaving_stdout_closed_costs_nothing_and_corrupts_nothing() {
                 sb.command(&[])
                     .get_envs()
                     .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = sh.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"protocol=https\nhost=github.com\n\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains(&token));
-        (out.status.code(), stderr)
+            );
+        let run = run_within(
+            &mut sh,
+            b"protocol=https\nhost=github.com\n\n",
+            Duration::from_secs(20),
+        );
+        assert!(!run.stderr.contains(&token));
+        assert!(!run.timed_out);
+        (run.code, run.stderr)
     };
     // Cold: minted, written, and the answer went to /dev/null, not into a file.
     assert_eq!(get_with_stdout_closed(), (Some(0), String::new()));
