@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use molecule_credential::broker::{Broker, Refreshed, Want};
 use molecule_credential::clock::{Clock, SystemClock, format_rfc3339};
-use molecule_credential::config::{Config, vars};
+use molecule_credential::config::Config;
+use molecule_credential::output::{self, Format, Handout};
 use molecule_credential::route::{self, Target, refresh_targets};
 use molecule_credential::source::Source;
 use molecule_credential::store::CacheDir;
@@ -30,20 +31,6 @@ impl TokenArgs {
     pub fn target(&self, config: &Config) -> Result<Target, Error> {
         route::pick(config, self.host.as_deref(), self.owner.as_deref())
     }
-}
-
-/// How `token` prints the token (DESIGN.md, "Tokens for tools that do not ask git").
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Format {
-    /// The token alone
-    #[default]
-    Raw,
-    /// {"token": …, "expires_at": RFC 3339 or null, "source": …}
-    Json,
-    /// {"Authorization": "Bearer …"}, for HTTP header hooks
-    Header,
-    /// GH_TOKEN=… and GITHUB_TOKEN=… lines
-    Env,
 }
 
 /// `token` arguments.
@@ -130,60 +117,27 @@ pub fn token(
         ));
     }
     let token = obtain(config, &args.which.target(config)?)?;
-    out.write_all(render(args.format, &token)?.as_bytes())
+    out.write_all(render(args.format, &token)?.expose().as_bytes())
         .map_err(|e| write_error(&e))?;
     Ok(0)
 }
 
-/// The text `token --format` prints for `token`, newline-terminated.
-pub fn render(format: Format, token: &Token) -> Result<String, Error> {
-    #[derive(serde::Serialize)]
-    struct Json<'a> {
-        token: &'a str,
-        #[serde(with = "molecule_credential::clock::rfc3339::option")]
-        expires_at: Option<time::OffsetDateTime>,
-        source: &'a str,
-    }
-    #[derive(serde::Serialize)]
-    struct Header {
-        #[serde(rename = "Authorization")]
-        authorization: String,
-    }
+/// The text `token --format` prints for `token` at this moment (the one renderer, shared with
+/// the daemon's sinks).
+pub fn render(format: Format, token: &Token) -> Result<molecule_credential::Secret<String>, Error> {
     let Token {
         token: secret,
         expiry: _,
         expires_at,
         source,
     } = token;
-    let value = secret.expose();
-    let mut text = match format {
-        Format::Raw => value.clone(),
-        Format::Json => serde_json::to_string(&Json {
-            token: value,
+    output::render(
+        format,
+        &Handout {
+            token: secret,
             expires_at: *expires_at,
             source,
-        })
-        .expect("a string-only struct serialises"),
-        Format::Header => serde_json::to_string(&Header {
-            authorization: format!("Bearer {value}"),
-        })
-        .expect("a string-only struct serialises"),
-        Format::Env => {
-            // Environment files (docker --env-file, systemd EnvironmentFile=, `export $(…)`)
-            // take the value as written: one with quotes or shell characters would be read
-            // differently by each. GitHub's tokens never have them.
-            if !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-            {
-                return Err(Error::new(
-                    Class::Protocol,
-                    "the token has characters that are not safe in an environment file; use --format raw or json",
-                ));
-            }
-            format!("{}={value}\n{}={value}", vars::GH_TOKEN, vars::GITHUB_TOKEN)
-        }
-    };
-    text.push('\n');
-    Ok(text)
+        },
+        SystemClock.now(),
+    )
 }

@@ -19,7 +19,8 @@
 //! - [`error`]: the failure class carried end to end, and exit codes. [`secret`]: the
 //!   `Secret` type and secret files. [`logging`]: stderr logs with token redaction.
 //! - [`clock`]: injected time and RFC 3339. [`child`]: child processes with deadlines.
-//!   [`gh`]: how gh is run so that it reads its stored login.
+//!   [`gh`]: how gh is run so that it reads its stored login. [`output`]: the formats a
+//!   token is printed in for tools that do not ask git (`token --format`, the daemon's sinks).
 //!   `cli` (feature): flags shared by both binaries.
 //!
 //! The helper's cache-hit path uses only `config`, `protocol`, `route`, `store`, `cache` and
@@ -41,6 +42,7 @@ pub mod github_app;
 pub mod host;
 pub mod http;
 pub mod logging;
+pub mod output;
 pub mod platform;
 pub mod protocol;
 pub mod route;

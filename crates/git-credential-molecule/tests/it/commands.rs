@@ -250,12 +250,6 @@ fn token_formats_print_exactly() {
     for (format, want) in [
         ("raw", format!("{cached}\n")),
         (
-            "json",
-            format!(
-                "{{\"token\":\"{cached}\",\"expires_at\":\"{expires_at}\",\"source\":\"platform\"}}\n"
-            ),
-        ),
-        (
             "header",
             format!("{{\"Authorization\":\"Bearer {cached}\"}}\n"),
         ),
@@ -265,6 +259,22 @@ fn token_formats_print_exactly() {
         assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{format}");
         assert!(r.stdout == want, "--format {format} printed something else");
     }
+    // json: expires_in is counted when printed (whole seconds of the 1800 left).
+    let r = sb.run(&["token", "--format", "json"], "");
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let head = format!("{{\"token\":\"{cached}\",\"expires_at\":\"{expires_at}\",\"expires_in\":");
+    let tail = ",\"source\":\"platform\"}\n";
+    assert!(
+        r.stdout.starts_with(&head) && r.stdout.ends_with(tail),
+        "--format json printed something else"
+    );
+    let expires_in: i64 = r.stdout[head.len()..r.stdout.len() - tail.len()]
+        .parse()
+        .expect("expires_in is a whole number");
+    assert!(
+        (1790..=1800).contains(&expires_in),
+        "expires_in {expires_in}"
+    );
     // The fallback: its expiry is unknown, and its source says what it is.
     let fallback = sb.secret(&long_token("fbfmt"));
     std::fs::remove_file(sb.cache.join("tokens.json")).unwrap();
@@ -274,7 +284,7 @@ fn token_formats_print_exactly() {
     assert!(
         r.stdout
             == format!(
-                "{{\"token\":\"{fallback}\",\"expires_at\":null,\"source\":\"fallback\"}}\n"
+                "{{\"token\":\"{fallback}\",\"expires_at\":null,\"expires_in\":null,\"source\":\"fallback\"}}\n"
             ),
         "the fallback's json"
     );
