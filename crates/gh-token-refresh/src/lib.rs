@@ -14,6 +14,8 @@ use molecule_credential::schedule::Dice;
 pub mod daemon;
 pub mod gh;
 pub mod health;
+pub mod metrics;
+pub mod watch;
 
 use daemon::{Daemon, Minter, Mode, Signals};
 use gh::Gh;

@@ -98,12 +98,13 @@ impl RealtimeAlarm {
     }
 }
 
-/// Hands a timerfd to the runtime's reactor.
+/// Hands a kernel descriptor the caller owns (a timerfd here, the daemon's inotify watch) to
+/// the runtime's reactor: the one place that vouches for such a descriptor.
 #[expect(
     unsafe_code,
     reason = "tokio's AsyncFd::register asks the caller to vouch for the fd"
 )]
-fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+pub fn register(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd is a valid open descriptor that nothing else closes, and the AsyncFd
     // owns it for its whole life, so it refers to the same file description throughout.
     unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)

@@ -49,6 +49,24 @@ impl Class {
         }
     }
 
+    /// The `class` label of the refresh counter (DESIGN.md, "Metrics"): the five failure
+    /// classes a refresh can end in, `ok`, and, for a local cause (a missing bearer, an
+    /// insecure file), `not_configured`, which shares its exit code.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Class::Ok => "ok",
+            Class::Transient => "transient",
+            Class::RateLimited => "rate_limited",
+            Class::Protocol => "protocol",
+            Class::Auth => "auth",
+            Class::NotConfigured
+            | Class::LocalConfig
+            | Class::BadInput
+            | Class::Usage
+            | Class::Exhausted => "not_configured",
+        }
+    }
+
     /// The class's name as written in logs and status files.
     pub fn as_str(self) -> &'static str {
         match self {

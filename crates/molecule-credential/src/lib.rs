@@ -9,7 +9,8 @@
 //! - [`protocol`]: git's credential protocol, parsed strictly. [`route`]: which cache entry and
 //!   installation a request or a command maps to.
 //! - [`cache`]: the `tokens.json` document and its rules (fresh, usable, compare-and-swap).
-//!   [`store`]: the cache directory, its files and locks; every wait bounded.
+//!   [`store`]: the cache directory, its files and locks; every wait bounded. [`atomic`]:
+//!   replacing a file so no reader sees it torn.
 //! - [`source`]: the configured token source (mint, revoke, budget): [`platform`] or
 //!   [`github_app`], over [`http`]; what they hand over is a [`token::Minted`].
 //!   [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
@@ -28,6 +29,7 @@
 //! must be minted.
 
 pub mod alarm;
+pub mod atomic;
 pub mod broker;
 pub mod cache;
 pub mod child;

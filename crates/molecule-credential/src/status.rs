@@ -68,6 +68,129 @@ pub struct DaemonStatus {
     /// Per host.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostStatus>,
+    /// The token files the daemon keeps (`MOLECULE_TOKEN_SINKS`), by path.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkStatus>,
+    /// What this daemon counted since it started (its metrics' counters).
+    #[serde(default)]
+    pub counters: Counters,
+}
+
+/// One sink's state, for `status` and the metrics. Never holds a token.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SinkStatus {
+    /// `FORMAT@KEY`: what the sink holds.
+    pub spec: String,
+    /// `written` (holds a token), `removed` (nothing can be served) or `failed`.
+    pub state: String,
+    /// The source of the token it holds (`platform`, `github-app`, `file`, `fallback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// When it last changed.
+    #[serde(default, with = "crate::clock::rfc3339::option")]
+    pub changed_at: Option<OffsetDateTime>,
+    /// Why the last write failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The upper bounds, in seconds, of the refresh-duration histogram's buckets (`+Inf` is
+/// implied): a loopback platform answers in milliseconds, a GitHub App mint with discovery in
+/// a second or two, and the whole budget of one call is `MOLECULE_HTTP_TIMEOUT_SEC` (10 s).
+pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Counts of successes and failures.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Successes.
+    pub success: u64,
+    /// Failures.
+    pub failure: u64,
+}
+
+impl Outcomes {
+    /// Counts one outcome.
+    pub fn add(&mut self, ok: bool) {
+        let n = if ok {
+            &mut self.success
+        } else {
+            &mut self.failure
+        };
+        *n = n.saturating_add(1);
+    }
+}
+
+/// A histogram over [`DURATION_BUCKETS`]: `counts[i]` observations were at most
+/// `DURATION_BUCKETS[i]` and above the bucket before (not cumulative; the exposition is).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Histogram {
+    /// Per bucket, then one more for above the last bound.
+    pub counts: Vec<u64>,
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+    /// Number of observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Adds one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        self.counts.resize(DURATION_BUCKETS.len() + 1, 0);
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.sum += seconds;
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Cumulative counts per bucket bound, `+Inf` last, as the exposition format wants them.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut total = 0u64;
+        (0..=DURATION_BUCKETS.len())
+            .map(|i| {
+                total = total.saturating_add(self.counts.get(i).copied().unwrap_or(0));
+                total
+            })
+            .collect()
+    }
+}
+
+/// The counters of the daemon's metrics, kept in the status file so that `gh-token-refresh
+/// metrics` prints what the daemon serves. They count this daemon's own events since it
+/// started (a restart starts them at zero, as Prometheus expects of a counter).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    /// Refresh attempts: host → metric class label (`ok`, `transient`, …) → count.
+    #[serde(default)]
+    pub refresh: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Duration of each refresh attempt, by host.
+    #[serde(default)]
+    pub refresh_seconds: BTreeMap<String, Histogram>,
+    /// `gh auth login` attempts, by host.
+    #[serde(default)]
+    pub gh_login: BTreeMap<String, Outcomes>,
+    /// Sink writes and removals.
+    #[serde(default)]
+    pub sink_writes: Outcomes,
+}
+
+impl Counters {
+    /// Counts one refresh attempt for `host` that ended as `class` after `seconds`.
+    pub fn refresh_attempt(&mut self, host: &str, class: Class, seconds: f64) {
+        let n = self
+            .refresh
+            .entry(host.to_owned())
+            .or_default()
+            .entry(class.metric_label().to_owned())
+            .or_default();
+        *n = n.saturating_add(1);
+        self.refresh_seconds
+            .entry(host.to_owned())
+            .or_default()
+            .observe(seconds);
+    }
 }
 
 /// How one refresh attempt for a host ended, as the status file records it.
@@ -99,6 +222,8 @@ impl DaemonStatus {
             updated_at: now,
             next_wake_at: None,
             hosts: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            counters: Counters::default(),
         }
     }
 
@@ -290,6 +415,8 @@ mod tests {
             updated_at: now(),
             next_wake_at: wake_in_min.map(|m| now() + time::Duration::minutes(m)),
             hosts,
+            sinks: std::collections::BTreeMap::new(),
+            counters: Counters::default(),
         }
     }
 

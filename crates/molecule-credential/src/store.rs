@@ -17,11 +17,12 @@
 //! This module is the only one that touches `File::lock`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::atomic::{self, Replace, TEMP_PREFIX, TEMP_SUFFIX};
 use crate::cache::{Document, Entry, should_replace};
 use crate::error::{Class, Error, Result};
 use crate::secret::Secret;
@@ -50,9 +51,6 @@ pub const TOKENS_LOCK_WAIT: Duration = Duration::from_secs(1);
 /// The longest pause between two attempts of [`poll_within`].
 pub const POLL_MAX: Duration = Duration::from_millis(10);
 
-/// Prefix and suffix of temp files, so a crashed writer's leftovers can be recognised.
-const TEMP_PREFIX: &str = ".tmp-";
-const TEMP_SUFFIX: &str = ".partial";
 /// No cache file we write comes near this; a larger one is not ours.
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
@@ -471,20 +469,12 @@ impl CacheDir {
     /// and fsyncs the directory, so the rename itself survives a crash.
     fn replace(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let target = self.file(name);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(TEMP_SUFFIX)
-            .permissions(fs::Permissions::from_mode(0o600))
-            .tempfile_in(&self.path)
-            .map_err(|e| local("creating a temp file in", &self.path, &e))?;
-        tmp.write_all(bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| local("writing", tmp.path(), &e))?;
-        tmp.persist(&target)
-            .map_err(|e| local("renaming a temp file over", &target, &e.error))?;
-        File::open(&self.path)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| local("syncing", &self.path, &e))
+        let how = Replace {
+            mode: 0o600,
+            gid: None,
+            sync_dir: true,
+        };
+        atomic::replace(&target, bytes, how).map_err(|e| local("replacing", &target, &e))
     }
 
     /// Removes temp files a killed writer left behind (older than `age`, so a live writer's
