@@ -535,7 +535,7 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
                 Ok(r) => {
                     let (http_status, note) = match r {
                         Refreshed::Minted(done) => (
-                            Some(done.status),
+                            done.status,
                             match done.written {
                                 Ok(false) => "a later token was already cached",
                                 _ => "token refreshed",

@@ -80,10 +80,12 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
                     (_, false) => "; no expiry given, cached for 10 minutes",
                     _ => "",
                 };
+                let how = done
+                    .status
+                    .map_or_else(|| "read".to_owned(), |s| format!("http {s}"));
                 writeln!(
                     out,
-                    "{key}: ok (http {}), token expires {} (in {}){note}",
-                    done.status,
+                    "{key}: ok ({how}), token expires {} (in {}){note}",
                     format_rfc3339(entry.expires_at),
                     human_secs(left)
                 )

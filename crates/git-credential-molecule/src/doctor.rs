@@ -30,6 +30,7 @@ use molecule_credential::cache::Document;
 use molecule_credential::child;
 use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::{Config, TokenSourceKind};
+use molecule_credential::file_source::FileSource;
 use molecule_credential::github_app::AppClient;
 use molecule_credential::http::Tls;
 use molecule_credential::platform::read_bearer;
@@ -43,6 +44,7 @@ use crate::configure::{HELPER, HelperProgram, helper_program, use_http_path_key}
 
 /// How long doctor waits for any server.
 const DOCTOR_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::commands::human_secs;
 use crate::write_error;
 
 /// `doctor` flags.
@@ -511,6 +513,7 @@ pub fn diagnose(config: &Config) -> Report {
                 ),
             }
         }
+        TokenSourceKind::File => check_file_source(config, now, &mut f),
     }
 
     // The cache, the tokens, the daemon.
@@ -601,6 +604,51 @@ fn tokens(config: &Config, doc: &Document, now: OffsetDateTime, f: &mut Findings
 }
 
 /// Asks GitHub whether it accepts the App's JWT (`GET /app`), and compares clocks.
+/// The file source: set, readable, parseable, and holding a token with time left.
+fn check_file_source(config: &Config, now: OffsetDateTime, f: &mut Findings) {
+    let source = match FileSource::new(config.token_source_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            return f.problem(
+                "source",
+                None,
+                e.to_string(),
+                "export MOLECULE_TOKEN_SOURCE_FILE=<the file another system keeps the token in>"
+                    .into(),
+            );
+        }
+    };
+    let path = source.path().display().to_string();
+    match source.parse(now) {
+        Ok(minted) => {
+            let left = (minted.expires_at - now).whole_seconds();
+            let expiry = if minted.expiry_known {
+                format!("expires in {}", human_secs(left))
+            } else {
+                "a bare token: its expiry is unknown, so it is cached for 10 minutes at a time"
+                    .to_owned()
+            };
+            let detail = format!("token file {path}: {expiry}");
+            if minted.expiry_known && left <= config.margin.as_secs() as i64 {
+                f.problem(
+                    "source",
+                    None,
+                    format!("{detail}, inside the {}s margin: whatever writes it has not rotated it", config.margin.as_secs()),
+                    format!("check what keeps {path} fresh (its refresh interval must be shorter than the token's life)"),
+                );
+            } else {
+                f.ok("source", None, detail);
+            }
+        }
+        Err(e) => f.problem(
+            "source",
+            None,
+            e.to_string(),
+            format!("provision {path} with {{\"token\":…,\"expires_at\":…}} or a bare token (see docs/consumers.md)"),
+        ),
+    }
+}
+
 fn check_app(client: &AppClient, api: &str, host: &str, f: &mut Findings) {
     let result =
         molecule_credential::block_on(client.check(api, || SystemClock.now())).and_then(|r| r);

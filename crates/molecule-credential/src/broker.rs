@@ -76,8 +76,8 @@ pub struct Completed {
     /// Whether the minted token was written (false: a later one was already cached), or why
     /// the cache could not be written.
     pub written: Result<bool>,
-    /// The mint's HTTP status.
-    pub status: u16,
+    /// The mint's HTTP status (`None` for the file source).
+    pub status: Option<u16>,
     /// False when the source gave no expiry.
     pub expiry_known: bool,
 }
@@ -410,7 +410,7 @@ mod tests {
             token: Secret::new(token.to_owned()),
             expires_at: now + time::Duration::minutes(mins),
             expiry_known: true,
-            status: 200,
+            status: Some(200),
             installation_id: None,
         }
     }

@@ -28,6 +28,8 @@ pub const DOCUMENT_VERSION: u32 = 1;
 pub const SOURCE_PLATFORM: &str = "platform";
 /// `source` of entries minted straight from a GitHub App.
 pub const SOURCE_GITHUB_APP: &str = "github-app";
+/// `source` of entries read by the file source.
+pub const SOURCE_FILE: &str = "file";
 /// `source` of entries that came from the fallback token.
 pub const SOURCE_FALLBACK: &str = "fallback";
 
@@ -306,7 +308,7 @@ pub(crate) mod tests {
             token: Secret::new("ghs_m".into()),
             expires_at: t("2026-11-22T19:00:00Z"),
             expiry_known: true,
-            status: 201,
+            status: Some(201),
             installation_id: Some(42),
         };
         let e = Entry::from_minted(minted, SOURCE_GITHUB_APP, t("2026-11-22T18:00:00Z"));

@@ -43,8 +43,18 @@ pub mod vars {
     pub const MOLECULE_LOG: &str = "MOLECULE_LOG";
     /// `text` or `json`.
     pub const MOLECULE_LOG_FORMAT: &str = "MOLECULE_LOG_FORMAT";
-    /// `platform` or `github-app`.
+    /// `platform`, `github-app` or `file`.
     pub const MOLECULE_TOKEN_SOURCE: &str = "MOLECULE_TOKEN_SOURCE";
+    /// The token file, for the `file` source.
+    pub const MOLECULE_TOKEN_SOURCE_FILE: &str = "MOLECULE_TOKEN_SOURCE_FILE";
+    /// Files the daemon keeps fresh: `FORMAT[@HOST[/OWNER]]:PATH,…`.
+    pub const MOLECULE_TOKEN_SINKS: &str = "MOLECULE_TOKEN_SINKS";
+    /// The group that may read the sinks (name or gid; mode 0640).
+    pub const MOLECULE_TOKEN_SINK_GROUP: &str = "MOLECULE_TOKEN_SINK_GROUP";
+    /// The Prometheus textfile (default `<cache dir>/metrics.prom`; set empty to disable).
+    pub const MOLECULE_METRICS_FILE: &str = "MOLECULE_METRICS_FILE";
+    /// `ADDR:PORT` to serve `/metrics` on (unset: no listener).
+    pub const MOLECULE_METRICS_LISTEN: &str = "MOLECULE_METRICS_LISTEN";
     /// GitHub App ID, for the `github-app` source.
     pub const MOLECULE_GITHUB_APP_ID: &str = "MOLECULE_GITHUB_APP_ID";
     /// The App's PEM private key file, for the `github-app` source.
@@ -101,6 +111,16 @@ pub fn process_env(name: &str) -> Option<String> {
     }
 }
 
+/// Whether `name` is exported with an empty value (for the one variable where that differs
+/// from unset).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the one place the environment is read"
+)]
+fn set_but_empty(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v.is_empty())
+}
+
 /// Flag values that override the environment, keyed by the variable they replace.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides(BTreeMap<&'static str, String>);
@@ -136,6 +156,8 @@ pub enum TokenSourceKind {
     Platform,
     /// Minted directly from a GitHub App.
     GithubApp,
+    /// Read from a file another system keeps fresh.
+    File,
 }
 
 /// GitHub App settings, for the `github-app` token source.
@@ -202,6 +224,16 @@ pub struct Config {
     pub token_source: TokenSourceKind,
     /// GitHub App settings.
     pub github_app: GithubAppConfig,
+    /// The token file of the `file` source.
+    pub token_source_file: Option<PathBuf>,
+    /// The files the daemon keeps fresh.
+    pub sinks: Vec<crate::sink::Sink>,
+    /// The group that may read the sinks (a name or a gid), resolved by the daemon.
+    pub sink_group: Option<String>,
+    /// The Prometheus textfile; `None` when disabled.
+    pub metrics_file: Option<PathBuf>,
+    /// Where to serve `/metrics`; `None`: no listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Revoke App tokens the daemon minted when it stops.
     pub revoke_on_exit: bool,
     /// `GH_TOKEN` as the process saw it (fallback source 1).
@@ -246,6 +278,9 @@ pub struct ExportedToken {
     pub fallback: bool,
 }
 
+/// The metrics textfile's name in the cache directory, when `MOLECULE_METRICS_FILE` is unset.
+pub const METRICS_FILE: &str = "metrics.prom";
+
 /// Default platform base URL (the platform's own default).
 pub const DEFAULT_PLATFORM_URL: &str = "http://host.docker.internal:8080";
 
@@ -253,10 +288,15 @@ impl Config {
     /// Loads from the process environment with `overrides` from flags on top.
     pub fn from_env(overrides: &Overrides) -> Loaded {
         Self::load(|var| {
-            overrides
-                .get(var)
-                .map(str::to_owned)
-                .or_else(|| process_env(var))
+            overrides.get(var).map(str::to_owned).or_else(|| {
+                if var == vars::MOLECULE_METRICS_FILE {
+                    // The one variable whose empty value means something: "no textfile".
+                    return set_but_empty(var)
+                        .then(String::new)
+                        .or_else(|| process_env(var));
+                }
+                process_env(var)
+            })
         })
     }
 
@@ -277,6 +317,12 @@ impl Config {
             .path(vars::MOLECULE_FALLBACK_TOKEN_FILE)
             .unwrap_or_else(|| cache_dir.join("fallback-token"));
         let hosts = p.hosts();
+        let sinks = p.sinks(&hosts);
+        let metrics_file = match lookup(vars::MOLECULE_METRICS_FILE) {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => Some(cache_dir.join(METRICS_FILE)),
+        };
         let config = Config {
             platform_url: p
                 .url(vars::PLATFORM_URL)
@@ -309,10 +355,11 @@ impl Config {
             token_source: match lookup(vars::MOLECULE_TOKEN_SOURCE).as_deref() {
                 None | Some("platform") => TokenSourceKind::Platform,
                 Some("github-app") => TokenSourceKind::GithubApp,
+                Some("file") => TokenSourceKind::File,
                 Some(_) => {
                     p.warn(
                         vars::MOLECULE_TOKEN_SOURCE,
-                        "is neither platform nor github-app; using platform",
+                        "is not platform, github-app or file; using platform",
                     );
                     TokenSourceKind::Platform
                 }
@@ -359,6 +406,11 @@ impl Config {
             copilot_github_token_exported: lookup(vars::COPILOT_GITHUB_TOKEN).is_some(),
             git_askpass: lookup(vars::GIT_ASKPASS),
             search_path: lookup(vars::PATH),
+            token_source_file: p.path(vars::MOLECULE_TOKEN_SOURCE_FILE),
+            sinks,
+            sink_group: p.sink_group(),
+            metrics_file,
+            metrics_listen: p.socket_addr(vars::MOLECULE_METRICS_LISTEN),
         };
         Loaded {
             config,
@@ -576,6 +628,59 @@ impl Parser<'_> {
             }
         }
         out
+    }
+
+    /// `MOLECULE_TOKEN_SINKS`: each bad entry is reported by position and skipped.
+    fn sinks(&mut self, hosts: &[String]) -> Vec<crate::sink::Sink> {
+        let var = vars::MOLECULE_TOKEN_SINKS;
+        let Some(raw) = (self.lookup)(var) else {
+            return Vec::new();
+        };
+        let mut sinks: Vec<crate::sink::Sink> = Vec::new();
+        for (i, item) in raw.split(',').enumerate() {
+            if item.trim().is_empty() {
+                continue;
+            }
+            match crate::sink::parse(item, hosts) {
+                Ok(s) if sinks.iter().any(|o| o.path == s.path) => self.warn(
+                    var,
+                    &format!("entry {} names a path an earlier entry has; ignored", i + 1),
+                ),
+                Ok(s) => sinks.push(s),
+                Err(e) => self.warn(var, &format!("entry {} {e}; ignored", i + 1)),
+            }
+        }
+        sinks
+    }
+
+    /// `MOLECULE_TOKEN_SINK_GROUP`: a group name or a gid.
+    fn sink_group(&mut self) -> Option<String> {
+        let v = (self.lookup)(vars::MOLECULE_TOKEN_SINK_GROUP)?;
+        if v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            Some(v)
+        } else {
+            self.warn(
+                vars::MOLECULE_TOKEN_SINK_GROUP,
+                "is not a group name or gid; the sinks stay 0600",
+            );
+            None
+        }
+    }
+
+    fn socket_addr(&mut self, var: &str) -> Option<std::net::SocketAddr> {
+        let v = (self.lookup)(var)?;
+        match v.trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.warn(
+                    var,
+                    "is not ADDR:PORT (127.0.0.1:9464, [::1]:9464); ignored",
+                );
+                None
+            }
+        }
     }
 
     fn flag(&mut self, var: &str) -> bool {
@@ -805,6 +910,50 @@ mod tests {
         // Presence only: the value is nowhere in the configuration.
         assert!(!format!("{:?}", l.config).contains("PLANTED"));
         assert_eq!(load(&[]).config.exported_tokens().count(), 0);
+    }
+
+    #[test]
+    fn sinks_metrics_and_the_file_source() {
+        let l = load(&[
+            ("MOLECULE_GIT_HOSTS", "github.com,ghe.example"),
+            (
+                "MOLECULE_TOKEN_SINKS",
+                "json:/run/a.json, env@ghe.example:/run/b.env,yaml:/x,raw:/run/a.json,ghs_SECRET",
+            ),
+            ("MOLECULE_TOKEN_SINK_GROUP", "proxy"),
+            ("MOLECULE_METRICS_LISTEN", "0.0.0.0:9464"),
+            ("MOLECULE_TOKEN_SOURCE", "file"),
+            (
+                "MOLECULE_TOKEN_SOURCE_FILE",
+                "/var/run/secrets/github/token",
+            ),
+            ("HOME", "/home/a"),
+        ]);
+        assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
+        assert!(l.warnings.iter().all(|w| !w.contains("SECRET")));
+        let c = l.config;
+        let sinks: Vec<String> = c.sinks.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            sinks,
+            ["json@github.com:/run/a.json", "env@ghe.example:/run/b.env"]
+        );
+        assert_eq!(c.sink_group.as_deref(), Some("proxy"));
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics_file,
+            Some(PathBuf::from("/home/a/.molecule-token-cache/metrics.prom"))
+        );
+        assert_eq!(c.token_source, TokenSourceKind::File);
+        assert_eq!(
+            c.token_source_file,
+            Some(PathBuf::from("/var/run/secrets/github/token"))
+        );
+        // Set but empty: no textfile (the one variable where empty differs from unset).
+        let off = Config::load(|k| (k == "MOLECULE_METRICS_FILE").then(String::new)).config;
+        assert_eq!(off.metrics_file, None);
+        let bad = load(&[("MOLECULE_METRICS_LISTEN", "ghs_SECRET")]);
+        assert_eq!(bad.config.metrics_listen, None);
+        assert!(!bad.warnings[0].contains("SECRET"));
     }
 
     #[test]

@@ -11,10 +11,11 @@
 //! - [`cache`]: the `tokens.json` document and its rules (fresh, usable, compare-and-swap).
 //!   [`store`]: the cache directory, its files and locks; every wait bounded. [`atomic`]:
 //!   replacing a file so no reader sees it torn.
-//! - [`source`]: the configured token source (mint, revoke, budget): [`platform`] or
-//!   [`github_app`], over [`http`]; what they hand over is a [`token::Minted`].
+//! - [`source`]: the configured token source (mint, revoke, budget): [`platform`],
+//!   [`github_app`] (over [`http`]) or [`file_source`]; what they hand over is a [`token::Minted`].
 //!   [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
 //! - [`broker`]: single-flight minting and the source order, the one path to a new token.
+//!   [`sink`]: the token files the daemon keeps for readers that poll.
 //! - [`schedule`]: when the daemon wakes (pure). [`alarm`]: waking at a wall-clock time,
 //!   across suspend and clock changes. [`status`]: `daemon.status.json`.
 //! - [`error`]: the failure class carried end to end, and exit codes. [`secret`]: the
@@ -39,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fallback;
+pub mod file_source;
 pub mod gh;
 pub mod github_app;
 pub mod host;
@@ -50,6 +52,7 @@ pub mod protocol;
 pub mod route;
 pub mod schedule;
 pub mod secret;
+pub mod sink;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -71,7 +71,7 @@ pub fn target(config: &Config, request: &Request) -> Option<Target> {
             .and_then(|p| p.trim_start_matches('/').split('/').next())
             .filter(|o| is_owner(o))
             .map(str::to_ascii_lowercase),
-        TokenSourceKind::Platform => None,
+        TokenSourceKind::Platform | TokenSourceKind::File => None,
     };
     Some(Target { host, owner })
 }

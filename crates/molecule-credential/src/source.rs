@@ -1,5 +1,5 @@
-//! The configured token source — the Molecule platform or a GitHub App — as one value that
-//! mints and revokes (DESIGN.md, "Token sources, in order", step 2).
+//! The configured token source — the Molecule platform, a GitHub App or a token file — as one
+//! value that mints and revokes (DESIGN.md, "Token sources, in order", step 2).
 //!
 //! Building a [`Source`] costs an HTTP client (and, for the App, reading its key): the helper
 //! builds one only on a cache miss, the daemon once at start, `status` never.
@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::cache::{Entry, SOURCE_GITHUB_APP, SOURCE_PLATFORM};
+use crate::cache::{Entry, SOURCE_FILE, SOURCE_GITHUB_APP, SOURCE_PLATFORM};
 use crate::config::{Config, TokenSourceKind};
 use crate::error::Result;
+use crate::file_source::FileSource;
 use crate::github_app::AppClient;
 use crate::http::OVERRUN;
 use crate::platform::PlatformClient;
@@ -28,6 +29,7 @@ pub fn name(config: &Config) -> &'static str {
     match config.token_source {
         TokenSourceKind::Platform => SOURCE_PLATFORM,
         TokenSourceKind::GithubApp => SOURCE_GITHUB_APP,
+        TokenSourceKind::File => SOURCE_FILE,
     }
 }
 
@@ -38,6 +40,8 @@ pub fn budget(config: &Config) -> Duration {
     let calls = match config.token_source {
         TokenSourceKind::Platform => 1,
         TokenSourceKind::GithubApp => APP_CALLS,
+        // A file read: no network call, only the write that follows it.
+        TokenSourceKind::File => 0,
     };
     (config.http_timeout + OVERRUN) * calls + TOKENS_LOCK_WAIT + Duration::from_secs(1)
 }
@@ -49,6 +53,8 @@ pub enum Source {
     Platform(PlatformClient),
     /// A GitHub App, minting directly (boxed: its key pair dwarfs the platform client).
     App(Box<AppClient>),
+    /// A token file another system keeps fresh.
+    File(FileSource),
 }
 
 impl Source {
@@ -57,6 +63,9 @@ impl Source {
         Ok(match config.token_source {
             TokenSourceKind::Platform => Source::Platform(PlatformClient::new(config)?),
             TokenSourceKind::GithubApp => Source::App(Box::new(AppClient::new(config)?)),
+            TokenSourceKind::File => {
+                Source::File(FileSource::new(config.token_source_file.as_deref())?)
+            }
         })
     }
 
@@ -71,6 +80,7 @@ impl Source {
     ) -> Result<Minted> {
         match self {
             Source::Platform(client) => client.fetch(now).await,
+            Source::File(file) => file.read(cached, now()),
             Source::App(client) => {
                 let api = config.github_app.api_base(&target.host);
                 let installation = match known_installation(config, target, cached)? {
@@ -89,7 +99,8 @@ impl Source {
     }
 
     /// Revokes `token`, minted for `target`, if this source can: `Ok(false)` when it cannot.
-    /// A platform token is the workspace's, shared with every holder in it: never revoked.
+    /// A platform token is the workspace's, shared with every holder in it, and a file's is the
+    /// minting engine's, shared with every pod reading it: neither is ever revoked.
     pub async fn revoke(
         &self,
         config: &Config,
@@ -103,7 +114,8 @@ impl Source {
                     .await?;
                 Ok(true)
             }
-            Source::Platform(_) => Ok(false),
+            // A platform token is the workspace's, a file's belongs to whoever minted it.
+            Source::Platform(_) | Source::File(_) => Ok(false),
         }
     }
 

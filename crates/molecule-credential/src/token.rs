@@ -1,5 +1,6 @@
-//! A token as a source hands it over: [`Minted`], read from the `{"token", "expires_at"}` answer
-//! the platform and GitHub share, with its expiry corrected for clock skew and capped.
+//! A token as a source hands it over: [`Minted`], read from the `{"token", "expires_at"}` shape
+//! the platform, GitHub and the file source share, with its expiry corrected for clock skew
+//! and capped.
 //!
 //! Messages never quote the body: a body may carry a token.
 
@@ -28,8 +29,8 @@ pub struct Minted {
     pub expires_at: OffsetDateTime,
     /// False when the source gave no usable expiry and [`UNKNOWN_EXPIRY_LIFETIME`] was assumed.
     pub expiry_known: bool,
-    /// The HTTP status of the answer.
-    pub status: u16,
+    /// The HTTP status of the answer (`None` for a source that is not HTTP: the file source).
+    pub status: Option<u16>,
     /// The GitHub App installation that minted it (the `github-app` source).
     pub installation_id: Option<u64>,
 }
@@ -44,56 +45,90 @@ struct TokenBody {
 /// messages.
 pub fn parse_token_body(response: &RawResponse, now: OffsetDateTime, who: &str) -> Result<Minted> {
     let status = response.status;
-    let fail = |class: Class, message: String| Err(Error::new(class, message).with_status(status));
     let Some(body) = &response.body else {
-        return fail(
+        return Err(Error::new(
             Class::Protocol,
             format!("{who}'s answer is larger than 64 KiB"),
-        );
+        )
+        .with_status(status));
     };
+    let mut minted =
+        parse_token_json(body, now, response.date, who).map_err(|e| e.with_status(status))?;
+    minted.status = Some(status);
+    Ok(minted)
+}
+
+/// Reads `{"token": …, "expires_at": …}` (other keys ignored), the shape the platform, GitHub
+/// and the file source share. `server_date` is the answer's `Date`, for clock skew. Errors
+/// are class protocol and never quote the body.
+pub fn parse_token_json(
+    body: &[u8],
+    now: OffsetDateTime,
+    server_date: Option<OffsetDateTime>,
+    who: &str,
+) -> Result<Minted> {
+    let fail = |message: String| Err(Error::new(Class::Protocol, message));
     let parsed: TokenBody = match serde_json::from_slice(body) {
         Ok(b) => b,
         // Only the position: serde's message may quote the body.
         Err(e) => {
-            return fail(
-                Class::Protocol,
-                format!(
-                    "{who}'s answer is not the expected JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            );
+            return fail(format!(
+                "{who}'s answer is not the expected JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ));
         }
     };
     let token = match parsed.token {
-        Some(t) if is_valid_token(&t) => t,
-        Some(t) if t.is_empty() => {
-            return fail(Class::Protocol, format!("{who} answered an empty token"));
-        }
-        Some(_) => {
-            return fail(
-                Class::Protocol,
-                format!("{who}'s token has characters a token cannot have"),
-            );
-        }
-        None => return fail(Class::Protocol, format!("{who}'s answer has no token")),
+        Some(t) => checked_token(t, who)?,
+        None => return fail(format!("{who}'s answer has no token")),
     };
-    let (expires_at, expiry_known) = match parsed.expires_at.as_deref().and_then(parse_rfc3339) {
-        Some(at) => (effective_expiry(at, now, response.date), true),
+    let expires_at = parsed.expires_at.as_deref().and_then(parse_rfc3339);
+    minted(token, expires_at, now, server_date, who)
+}
+
+/// `token` if it can be handed to git and gh as is; else why not (never quoting it).
+pub fn checked_token(token: String, who: &str) -> Result<Secret<String>> {
+    if is_valid_token(&token) {
+        Ok(Secret::new(token))
+    } else if token.is_empty() {
+        Err(Error::new(
+            Class::Protocol,
+            format!("{who} answered an empty token"),
+        ))
+    } else {
+        Err(Error::new(
+            Class::Protocol,
+            format!("{who}'s token has characters a token cannot have"),
+        ))
+    }
+}
+
+/// A minted token with the expiry we act on: `expires_at` corrected for skew and capped at
+/// [`MAX_LIFETIME`], or [`UNKNOWN_EXPIRY_LIFETIME`] from `now` when the source gave none.
+pub fn minted(
+    token: Secret<String>,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    server_date: Option<OffsetDateTime>,
+    who: &str,
+) -> Result<Minted> {
+    let (expires_at, expiry_known) = match expires_at {
+        Some(at) => (effective_expiry(at, now, server_date), true),
         None => (now + UNKNOWN_EXPIRY_LIFETIME, false),
     };
     if expires_at <= now {
-        return fail(
+        return Err(Error::new(
             Class::Protocol,
             format!("{who} answered a token that has already expired"),
-        );
+        ));
     }
     Ok(Minted {
-        token: Secret::new(token),
+        token,
         expires_at: expires_at
             .min(now.saturating_add(MAX_LIFETIME.try_into().unwrap_or(time::Duration::HOUR))),
         expiry_known,
-        status,
+        status: None,
         installation_id: None,
     })
 }

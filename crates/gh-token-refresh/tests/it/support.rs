@@ -154,7 +154,7 @@ impl Minter for &Scripted {
                 token: Secret::new(format!("ghs_scripted_{n}")),
                 expires_at: self.clock.now() + life,
                 expiry_known: true,
-                status: 200,
+                status: Some(200),
                 installation_id: None,
             }),
             Step::Fail(e) => Err(e),
