@@ -14,17 +14,25 @@
 //! - File work (lock waits, reads, fsyncs) runs on blocking threads, so signals are answered
 //!   while a lock holder is stuck; a mint or a lock wait is abandoned on shutdown, a cache
 //!   write never is.
+//! - The cache directory is watched ([`CacheWatch`]): whoever writes `tokens.json`, the sinks
+//!   and the metrics follow within moments, and a token a server rejected (`erase`) is
+//!   replaced at once. After every wake, before anything else, the cache as it is now is
+//!   published ([`Daemon::publish`]): sinks, the metrics text (textfile and listener), so a
+//!   token that expired while a refresh hangs is never left in a sink.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use molecule_credential::alarm::Alarm;
+use molecule_credential::atomic::{self, Replace};
 use molecule_credential::broker::{Begin, Broker, Refreshed, Wait, Want};
 use molecule_credential::cache::{Document, Entry};
 use molecule_credential::clock::{Clock, format_rfc3339};
 use molecule_credential::config::Config;
+use molecule_credential::fallback::fallback_token;
 use molecule_credential::route::{Target, refresh_targets};
 use molecule_credential::schedule::{self, Dice, Outcome, Policy};
 use molecule_credential::source::{self, Source};
@@ -33,9 +41,12 @@ use molecule_credential::store::{CacheDir, DaemonLock};
 use molecule_credential::token::Minted;
 use molecule_credential::{Class, Error, Result, Secret};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::gh::Gh;
+use crate::metrics::{self, Build};
+use crate::sinks::Sinks;
+use crate::watch::CacheWatch;
 
 /// Where tokens come from.
 pub trait Minter {
@@ -114,6 +125,8 @@ enum Woke {
     WallClock,
     /// SIGHUP.
     RefreshNow,
+    /// `tokens.json` changed (another process, or our own write).
+    CacheChanged,
 }
 
 /// Runs `work` on a blocking thread: the one way the daemon touches its files.
@@ -147,7 +160,24 @@ pub struct Daemon<M, D, A> {
     status: DaemonStatus,
     /// Consecutive cycles that did not end with a fresh token.
     failures: u32,
+    /// The token files kept fresh (daemon mode only; empty with `--once`).
+    sinks: Sinks,
+    /// The latest metrics text, for the listener and the textfile.
+    metrics: watch::Sender<String>,
+    /// The cache directory's watch (daemon mode only; `None` if inotify is unavailable).
+    watch: Option<CacheWatch>,
+    /// The last textfile write failed (said once per change of state).
+    textfile_failing: bool,
 }
+
+/// What this build says about itself in `molecule_build_info`.
+pub const BUILD: Build = Build {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: match option_env!("MOLECULE_BUILD_COMMIT") {
+        Some(c) => c,
+        None => "unknown",
+    },
+};
 
 impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
     /// Opens the cache, checks its files and takes `daemon.lock` (for [`Mode::Daemon`]).
@@ -185,7 +215,15 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             }
         }
         let now = clock.now();
+        let (sinks, watch) = match mode {
+            Mode::Daemon => (Sinks::new(&config), Self::watch_cache(&config)),
+            Mode::Once => (Sinks::default(), None),
+        };
         Ok(Some(Self {
+            sinks,
+            metrics: watch::Sender::new(String::new()),
+            watch,
+            textfile_failing: false,
             broker: Broker::new(config.clone(), cache, clock.clone()),
             policy: Policy::from_config(&config),
             config,
@@ -198,6 +236,26 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             status: DaemonStatus::new(std::process::id(), now),
             failures: 0,
         }))
+    }
+
+    /// The watch on the cache directory; without one (no inotify), sinks and metrics follow
+    /// the daemon's own events only.
+    fn watch_cache(config: &Config) -> Option<CacheWatch> {
+        match CacheWatch::new(&config.cache_dir) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}): tokens other processes write reach the sinks and metrics only at this daemon's next wake",
+                    config.cache_dir.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// The latest metrics text, for the listener.
+    pub fn metrics(&self) -> watch::Receiver<String> {
+        self.metrics.subscribe()
     }
 
     /// Reads `tokens.json` on a blocking thread.
@@ -243,9 +301,10 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
 
     /// Runs until shutdown. Refresh errors never end the loop.
     ///
-    /// Three wake-ups: the scheduled refresh, the wall-clock alarm, and — only while gh is
-    /// behind the cache — a gh retry on the backoff series. A gh retry logs gh in again and
-    /// touches nothing else: no platform call, no change to the refresh schedule.
+    /// Four wake-ups: the scheduled refresh, the wall-clock alarm, a change of `tokens.json`,
+    /// and — only while gh is behind the cache — a gh retry on the backoff series. A gh retry
+    /// logs gh in again and touches nothing else: no platform call, no change to the refresh
+    /// schedule.
     pub async fn run(mut self, signals: Signals) -> Result<u8> {
         let Signals {
             mut shutdown,
@@ -268,48 +327,26 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             let now = self.clock.now();
             self.status.next_wake_at =
                 Some(now + refresh_at.saturating_duration_since(tokio::time::Instant::now()));
-            self.write_status().await;
             let doc = self.read().await.unwrap_or_default();
+            self.publish(&doc).await;
+            self.write_status().await;
             let deadline = self.wall_deadline(&doc, now);
-            let alarm = &mut self.alarm;
-            let woke = tokio::select! {
-                () = tokio::time::sleep_until(wake_at) => Woke::Timer,
-                () = async {
-                    match deadline {
-                        Some(at) => alarm.wait_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => Woke::WallClock,
-                Some(()) = refresh_now.recv() => Woke::RefreshNow,
-                () = &mut shutdown => break,
+            let Some(woke) = self
+                .wait(wake_at, deadline, &mut refresh_now, &mut shutdown)
+                .await
+            else {
+                break;
             };
-            let refresh = match woke {
-                Woke::RefreshNow => {
-                    tracing::info!("SIGHUP: refreshing now");
-                    true
-                }
-                Woke::Timer => tokio::time::Instant::now() >= refresh_at,
-                Woke::WallClock => {
-                    // Fired at a token's margin, or because the clock was changed: what
-                    // matters is what the wall clock says now.
-                    let doc = self.read().await.unwrap_or_default();
-                    let now = self.clock.now();
-                    let due = self.fresh_expiry(&doc, now).is_none();
-                    if due && tokio::time::Instant::now() < refresh_at {
-                        tracing::info!(
-                            "by the wall clock a token is inside the margin or expired (a suspend, a snapshot restore or a clock change); refreshing now"
-                        );
-                    }
-                    due
-                }
-            };
-            if refresh {
+            // Whatever woke us, the cache as it is now reaches the sinks and the metrics
+            // first: a token that expired is out of every sink before a refresh that may hang.
+            let doc = self.read().await.unwrap_or_default();
+            self.publish(&doc).await;
+            if self.due(woke, &doc, refresh_at) {
                 match self.cycle(woke == Woke::RefreshNow, &mut shutdown).await {
                     Ok(next) => refresh_at = tokio::time::Instant::now() + next,
                     Err(Interrupted) => break,
                 }
-            } else if woke == Woke::Timer {
-                let doc = self.read().await.unwrap_or_default();
+            } else if matches!(woke, Woke::Timer | Woke::CacheChanged) {
                 self.sync_gh(&doc).await;
             }
         }
@@ -318,8 +355,128 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             self.revoke_all().await;
         }
         self.status.next_wake_at = None;
+        let doc = self.read().await.unwrap_or_default();
+        self.publish(&doc).await;
         self.write_status().await;
         Ok(0)
+    }
+
+    /// Parks until the next event; `None` on shutdown.
+    async fn wait(
+        &mut self,
+        wake_at: tokio::time::Instant,
+        deadline: Option<OffsetDateTime>,
+        refresh_now: &mut mpsc::Receiver<()>,
+        shutdown: &mut Shutdown,
+    ) -> Option<Woke> {
+        let (alarm, watch) = (&mut self.alarm, &mut self.watch);
+        let woke = tokio::select! {
+            () = tokio::time::sleep_until(wake_at) => Ok(Woke::Timer),
+            () = async {
+                match deadline {
+                    Some(at) => alarm.wait_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Ok(Woke::WallClock),
+            Some(()) = refresh_now.recv() => Ok(Woke::RefreshNow),
+            changed = async {
+                match watch.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => changed.map(|()| Woke::CacheChanged),
+            () = &mut *shutdown => return None,
+        };
+        Some(woke.unwrap_or_else(|e| {
+            tracing::warn!("the cache directory's watch failed ({e}); going on without it");
+            self.watch = None;
+            Woke::CacheChanged
+        }))
+    }
+
+    /// Whether a wake calls for a refresh.
+    fn due(&self, woke: Woke, doc: &Document, refresh_at: tokio::time::Instant) -> bool {
+        match woke {
+            Woke::RefreshNow => {
+                tracing::info!("SIGHUP: refreshing now");
+                true
+            }
+            Woke::Timer => tokio::time::Instant::now() >= refresh_at,
+            Woke::WallClock => {
+                // Fired at a token's margin, or because the clock was changed: what matters is
+                // what the wall clock says now.
+                let due = self.fresh_expiry(doc, self.clock.now()).is_none();
+                if due && tokio::time::Instant::now() < refresh_at {
+                    tracing::info!(
+                        "by the wall clock a token is inside the margin or expired (a suspend, a snapshot restore or a clock change); refreshing now"
+                    );
+                }
+                due
+            }
+            // Only a rejection: a token another process wrote (or we did) needs nothing, and
+            // a token inside the margin is the schedule's business (re-minting it on every
+            // write would loop against a platform that re-mints only under 5 minutes).
+            Woke::CacheChanged => {
+                let rejected = doc.entries.iter().any(|(key, e)| {
+                    e.suspect && self.config.hosts.contains(&Target::from_key(key).host)
+                });
+                if rejected {
+                    tracing::info!("a server rejected the cached token; refreshing now");
+                }
+                rejected
+            }
+        }
+    }
+
+    /// Brings the sinks and the metrics (the listener's text, the textfile) to what `doc`
+    /// says now. Cheap when nothing changed: a sink already holding the right token is not
+    /// rewritten, the textfile only when its text changed.
+    async fn publish(&mut self, doc: &Document) {
+        let now = self.clock.now();
+        if !self.sinks.is_empty() {
+            let (config, snapshot) = (self.config.clone(), doc.clone());
+            let mut sinks = std::mem::take(&mut self.sinks);
+            let (sinks, outcomes) = blocking(move || {
+                let fallback = fallback_token(&config).unwrap_or_else(|e| {
+                    tracing::debug!("no fallback token for the sinks: {e}");
+                    None
+                });
+                let outcomes = sinks.update(&snapshot, fallback.as_ref(), now);
+                (sinks, outcomes)
+            })
+            .await;
+            self.sinks = sinks;
+            self.status.counters.sink_writes.merge(outcomes);
+            self.status.sinks = self.sinks.statuses().collect();
+        }
+        let text = metrics::render(&self.config, Some(&self.status), doc, now, BUILD);
+        let changed = self.metrics.send_if_modified(|old| {
+            let changed = *old != text;
+            if changed {
+                *old = text;
+            }
+            changed
+        });
+        if let (true, Some(path)) = (changed, self.config.metrics_file.clone()) {
+            let text = self.metrics.borrow().clone();
+            let how = Replace {
+                mode: 0o644,
+                gid: None,
+                sync_dir: false,
+            };
+            let written = blocking(move || atomic::replace(&path, text.as_bytes(), how)).await;
+            match (written, self.textfile_failing) {
+                (Ok(()), _) => self.textfile_failing = false,
+                (Err(e), false) => {
+                    tracing::warn!(
+                        path = %self.config.metrics_file.as_deref().unwrap_or(Path::new("")).display(),
+                        "cannot write the metrics textfile: {e}"
+                    );
+                    self.textfile_failing = true;
+                }
+                (Err(_), true) => {}
+            }
+        }
     }
 
     /// `--revoke-on-exit`: revokes every token this source minted that the cache still holds,
@@ -462,7 +619,19 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
         let mut outcomes = Vec::with_capacity(targets.len());
         for target in &targets {
             let cached = doc.entries.get(&target.key());
+            let started = tokio::time::Instant::now();
             let result = self.refresh_host(target, cached, force, shutdown).await?;
+            let class = match &result {
+                Ok(Refreshed::AlreadyFresh(_)) => None,
+                Ok(Refreshed::Minted(_)) => Some(Class::Ok),
+                Err(e) => Some(e.class()),
+            };
+            if let Some(class) = class {
+                let took = started.elapsed().as_secs_f64();
+                self.status
+                    .counters
+                    .refresh_attempt(&target.host, class, took);
+            }
             outcomes.push((target.key(), result));
         }
         Ok(outcomes)
@@ -515,8 +684,13 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
     /// Logs gh in with whatever usable token the cache holds for each host.
     async fn sync_gh(&mut self, doc: &Document) {
         let Some(gh) = self.gh.as_mut() else { return };
-        for (host, attempt) in gh.sync(&self.config.hosts, doc, self.clock.as_ref()).await {
-            self.status.record_gh_login(&host, attempt);
+        for synced in gh.sync(&self.config.hosts, doc, self.clock.as_ref()).await {
+            if synced.ran {
+                let ok = synced.attempt.class == Class::Ok;
+                let counts = self.status.counters.gh_login.entry(synced.host.clone());
+                counts.or_default().add(ok);
+            }
+            self.status.record_gh_login(&synced.host, synced.attempt);
         }
     }
 

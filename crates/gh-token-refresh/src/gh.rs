@@ -29,6 +29,17 @@ pub enum Login {
     LoggedIn,
 }
 
+/// What one host's sync did.
+#[derive(Debug)]
+pub struct Synced {
+    /// The host.
+    pub host: String,
+    /// Its outcome, as the status file records it.
+    pub attempt: Attempt,
+    /// Whether `gh auth login` ran (it does not when gh already holds the token).
+    pub ran: bool,
+}
+
 /// Drives the gh CLI.
 #[derive(Debug)]
 pub struct Gh {
@@ -64,13 +75,13 @@ impl Gh {
 
     /// Logs gh in to each of `hosts` (those gh accepts) with the usable token `doc` holds for
     /// it, and says what happened: one line per new login, a warning per change of state.
-    /// Returns each attempt, for the status file.
+    /// Returns each host's outcome, for the status file and the metrics.
     pub async fn sync(
         &mut self,
         hosts: &[String],
         doc: &Document,
         clock: &dyn Clock,
-    ) -> Vec<(String, Attempt)> {
+    ) -> Vec<Synced> {
         let now = clock.now();
         let mut attempts = Vec::new();
         let mut failed = false;
@@ -103,15 +114,21 @@ impl Gh {
                     }
                 }
             }
-            attempts.push((
-                host.clone(),
-                Attempt {
+            // `gh auth login` ran unless gh already held the token or is not installed.
+            let ran = match &result {
+                Ok(login) => *login == Login::LoggedIn,
+                Err(e) => e.class() != Class::NotConfigured,
+            };
+            attempts.push(Synced {
+                host: host.clone(),
+                attempt: Attempt {
                     at: clock.now(),
                     class,
                     http_status: None,
                     message: result.err().map(|e| e.to_string()),
                 },
-            ));
+                ran,
+            });
         }
         self.failures = if failed {
             self.failures.saturating_add(1)

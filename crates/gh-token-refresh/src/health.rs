@@ -24,15 +24,40 @@ pub struct Health {
     pub daemon: Option<DaemonStatus>,
 }
 
+/// The daemon's status file and the cache, as `status` and `metrics` read them: no status and
+/// an empty cache when the directory does not exist yet.
+fn read_files(config: &Config) -> Result<(Option<DaemonStatus>, Document), Error> {
+    let Some(cache) = CacheDir::open_existing(&config.cache_dir)? else {
+        return Ok((None, Document::default()));
+    };
+    Ok((DaemonStatus::read(&cache)?, cache.read()?))
+}
+
+/// `gh-token-refresh metrics`: the text the daemon serves, from its status file (the
+/// counters) and the cache (the gauges). Exit 0, or 78 when the files cannot be read.
+pub fn print_metrics(config: &Config, now: OffsetDateTime, out: &mut dyn Write) -> u8 {
+    match read_files(config) {
+        Ok((status, doc)) => {
+            let text =
+                crate::metrics::render(config, status.as_ref(), &doc, now, crate::daemon::BUILD);
+            match out.write_all(text.as_bytes()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("writing to stdout: {e}");
+                    molecule_credential::Class::BadInput.exit_code()
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(class = %e.class(), "{e}");
+            e.class().exit_code()
+        }
+    }
+}
+
 /// Reads the files and assesses. Errors reading them (insecure, corrupt) are problems too.
 pub fn check(config: &Config, now: OffsetDateTime) -> Health {
-    let read = || -> Result<(Option<DaemonStatus>, Document), Error> {
-        let Some(cache) = CacheDir::open_existing(&config.cache_dir)? else {
-            return Ok((None, Document::default()));
-        };
-        Ok((DaemonStatus::read(&cache)?, cache.read()?))
-    };
-    match read() {
+    match read_files(config) {
         Ok((status, doc)) => {
             let problems = assess(config, status.as_ref(), &doc, now);
             Health {

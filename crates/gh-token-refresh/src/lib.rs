@@ -14,10 +14,13 @@ use molecule_credential::schedule::Dice;
 pub mod daemon;
 pub mod gh;
 pub mod health;
+pub mod listener;
 pub mod metrics;
+pub mod sinks;
 pub mod watch;
 
 use daemon::{Daemon, Minter, Mode, Signals};
+
 use gh::Gh;
 
 /// The binary's name, as messages say it.
@@ -51,6 +54,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the daemon's Prometheus metrics, read from daemon.status.json and the cache (no
+    /// source configuration, no network): for one-shot setups, cron and probes
+    Metrics,
 }
 
 impl Cli {
@@ -130,6 +136,20 @@ pub async fn run<M: Minter, D: Dice, A: Alarm>(
             return e.class().exit_code();
         }
     };
+    if mode == Mode::Daemon
+        && let Some(addr) = config.metrics_listen
+    {
+        // A listener that cannot bind (an address in use) is said once; refreshing goes on.
+        match listener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "serving /metrics");
+                tokio::spawn(listener::serve(l, daemon.metrics()));
+            }
+            Err(e) => {
+                tracing::error!(%addr, "cannot serve /metrics: {e}; the textfile and refreshing go on")
+            }
+        }
+    }
     match mode {
         Mode::Once => daemon.once(signals.shutdown).await,
         Mode::Daemon => match daemon.run(signals).await {

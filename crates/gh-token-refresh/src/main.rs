@@ -1,6 +1,6 @@
 //! `gh-token-refresh`: parse flags, install logging and signal handlers, run the library.
-//! `status` (the health probe) runs before anything else is built: it reads two files and
-//! needs no token source, no runtime and no key.
+//! `status` (the health probe) and `metrics` run before anything else is built: they read two
+//! files and need no token source, no runtime and no key.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,14 +31,25 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     let config = Arc::new(loaded.config);
-    if let Some(Command::Status { json }) = cli.command {
-        let stdout = std::io::stdout();
-        return ExitCode::from(gh_token_refresh::health::run(
-            &config,
-            json,
-            SystemClock.now(),
-            &mut stdout.lock(),
-        ));
+    match cli.command {
+        Some(Command::Status { json }) => {
+            let stdout = std::io::stdout();
+            return ExitCode::from(gh_token_refresh::health::run(
+                &config,
+                json,
+                SystemClock.now(),
+                &mut stdout.lock(),
+            ));
+        }
+        Some(Command::Metrics) => {
+            let stdout = std::io::stdout();
+            return ExitCode::from(gh_token_refresh::health::print_metrics(
+                &config,
+                SystemClock.now(),
+                &mut stdout.lock(),
+            ));
+        }
+        None => {}
     }
     // One thread: the daemon spends its life asleep, and a single-threaded runtime parks in
     // one epoll_wait until the next timer, alarm or signal. File work goes to the blocking

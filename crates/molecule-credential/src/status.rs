@@ -109,6 +109,12 @@ pub struct Outcomes {
 }
 
 impl Outcomes {
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: Outcomes) {
+        self.success = self.success.saturating_add(other.success);
+        self.failure = self.failure.saturating_add(other.failure);
+    }
+
     /// Counts one outcome.
     pub fn add(&mut self, ok: bool) {
         let n = if ok {
@@ -307,8 +313,9 @@ fn secs(d: time::Duration) -> i64 {
 }
 
 /// What is wrong with the daemon and the cache at `now`, one line each (pure: no I/O).
-/// Healthy means every host holds a usable token, the daemon is waking on schedule, and no
-/// host is inside the margin with its last refresh failed.
+/// Healthy means every host holds a usable token, the daemon is waking on schedule, no host
+/// is inside the margin with its last refresh failed, and every token file (sink) could be
+/// written.
 pub fn assess(
     config: &Config,
     status: Option<&DaemonStatus>,
@@ -331,6 +338,15 @@ pub fn assess(
             )),
             Some(_) => {}
         },
+    }
+    if let Some(s) = status {
+        for (path, sink) in s.sinks.iter().filter(|(_, k)| k.state == "failed") {
+            problems.push(format!(
+                "the token file {path} ({}) cannot be written: {}",
+                sink.spec,
+                sink.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
     }
     for host in &config.hosts {
         let Some(entry) = doc.entries.get(host) else {
