@@ -10,6 +10,7 @@
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
 //! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
+//! - [`flags`]: a token-shaped bad value for every configuration flag of the settings table.
 //! - [`stuck`]: locks held by a stopped process, and non-regular files where a file belongs.
 //! - [`table`]: table-driven tests that run every case and report every failure.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
@@ -20,6 +21,7 @@
 
 pub mod authority;
 pub mod deadline;
+pub mod flags;
 pub mod ghe;
 pub mod git_server;
 pub mod gitcmd;

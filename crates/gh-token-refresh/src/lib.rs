@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use molecule_credential::alarm::Alarm;
 use molecule_credential::cli::{ConfigArgs, ScheduleArgs};
 use molecule_credential::clock::Clock;
-use molecule_credential::config::{Config, Overrides};
+use molecule_credential::config::Config;
+use molecule_credential::config::setting::Flags;
 use molecule_credential::schedule::Dice;
 
 pub mod daemon;
@@ -60,11 +61,11 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The configuration overrides the flags make.
-    pub fn overrides(&self) -> Overrides {
-        let mut o = self.config.overrides();
-        self.schedule.add_overrides(&mut o);
-        o
+    /// The values the flags give, shared and the daemon's own.
+    pub fn flags(&self) -> Flags {
+        let mut flags = self.config.flags.clone();
+        flags.extend(&self.schedule.flags);
+        flags
     }
 }
 

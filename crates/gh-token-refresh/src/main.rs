@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(molecule_credential::cli::print_clap_error(&e)),
     };
-    let loaded = Config::from_env(&cli.overrides());
+    let loaded = Config::from_env(&cli.flags());
     if let Some(w) = logging::init(&loaded.config, Style::Timestamped) {
         tracing::warn!("{w}");
     }

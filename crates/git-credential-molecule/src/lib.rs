@@ -63,8 +63,8 @@ pub enum Command {
 }
 
 /// The protocol action when `args` is exactly `PROGRAM get|store|erase`, the way git runs a
-/// helper configured as `molecule`. Those skip clap: building clap's command tree (17 global
-/// flags cloned into 9 subcommands) costs more than answering from the cache. Anything else,
+/// helper configured as `molecule`. Those skip clap: building clap's command tree (the global
+/// flags cloned into every subcommand) costs more than answering from the cache. Anything else,
 /// including flags before the action, goes through clap.
 fn bare_protocol_action(args: &[OsString]) -> Option<Command> {
     match args {
@@ -83,7 +83,7 @@ fn bare_protocol_action(args: &[OsString]) -> Option<Command> {
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
     logging::install_panic_hook(NAME);
     let args: Vec<OsString> = args.into_iter().collect();
-    let (command, overrides) = match bare_protocol_action(&args) {
+    let (command, flags) = match bare_protocol_action(&args) {
         Some(command) => (command, Default::default()),
         None => match Cli::try_parse_from(&args) {
             Ok(Cli {
@@ -93,7 +93,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
                 if let Command::Configure(a) = &mut command {
                     a.invoked_as = args.first().cloned();
                 }
-                (command, config.overrides())
+                (command, config.flags)
             }
             Ok(Cli { command: None, .. }) => {
                 report_error(&Error::new(
@@ -105,7 +105,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
             Err(e) => return molecule_credential::cli::print_clap_error(&e),
         },
     };
-    let loaded = Config::from_env(&overrides);
+    let loaded = Config::from_env(&flags);
     let logging = std::sync::Once::new();
     let start_logging = || {
         logging.call_once(|| {

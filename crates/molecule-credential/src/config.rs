@@ -1,9 +1,10 @@
 //! Configuration: every environment variable of DESIGN.md's table, read in one place.
 //!
-//! Precedence is flags, then environment, then defaults; an empty value means unset. A value
-//! that does not parse is reported as a warning naming the variable but never echoing the
-//! value (a misplaced value may be a secret) and the default is used instead. Flags are passed
-//! in as overrides keyed by the variable they replace, so both go through the same parsing.
+//! Precedence is flags, then environment, then defaults; an empty value means unset. Every
+//! parsed variable is a typed [`setting`], bound there to its parser and its flag: an
+//! environment value that does not parse is reported as a warning naming the variable but
+//! never echoing the value (a misplaced value may be a secret) and the default is used
+//! instead; a flag's value arrives already parsed (see `cli`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -12,6 +13,11 @@ use std::time::Duration;
 
 use crate::host::normalize_host;
 use crate::secret::Secret;
+
+mod parse;
+pub mod setting;
+
+use setting::{Flags, Parsed, Setting};
 
 /// Names of the environment variables this project reads. Each is part of the contract.
 pub mod vars {
@@ -43,7 +49,7 @@ pub mod vars {
     pub const MOLECULE_LOG: &str = "MOLECULE_LOG";
     /// `text` or `json`.
     pub const MOLECULE_LOG_FORMAT: &str = "MOLECULE_LOG_FORMAT";
-    /// `platform`, `github-app` or `file`.
+    /// `platform` or `github-app`.
     pub const MOLECULE_TOKEN_SOURCE: &str = "MOLECULE_TOKEN_SOURCE";
     /// The token file, for the `file` source.
     pub const MOLECULE_TOKEN_SOURCE_FILE: &str = "MOLECULE_TOKEN_SOURCE_FILE";
@@ -108,35 +114,6 @@ pub fn process_env(name: &str) -> Option<String> {
         Ok(s) if s.is_empty() => None,
         Ok(s) => Some(s),
         Err(raw) => Some(raw.to_string_lossy().into_owned()),
-    }
-}
-
-/// Whether `name` is exported with an empty value (for the one variable where that differs
-/// from unset).
-#[expect(
-    clippy::disallowed_methods,
-    reason = "this is the one place the environment is read"
-)]
-fn set_but_empty(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| v.is_empty())
-}
-
-/// Flag values that override the environment, keyed by the variable they replace.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides(BTreeMap<&'static str, String>);
-
-impl Overrides {
-    /// Records `value` for `var` when the flag was given (and is not empty).
-    pub fn set(&mut self, var: &'static str, value: Option<impl Into<String>>) -> &mut Self {
-        if let Some(v) = value.map(Into::into).filter(|v| !v.is_empty()) {
-            self.0.insert(var, v);
-        }
-        self
-    }
-
-    /// The override for `var`, if a flag gave one.
-    pub fn get(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(String::as_str)
     }
 }
 
@@ -281,123 +258,84 @@ pub struct ExportedToken {
 /// The metrics textfile's name in the cache directory, when `MOLECULE_METRICS_FILE` is unset.
 pub const METRICS_FILE: &str = "metrics.prom";
 
+/// Whether `name` is exported with an empty value (for the one variable where that differs
+/// from unset).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the one place the environment is read"
+)]
+fn set_but_empty(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v.is_empty())
+}
+
 /// Default platform base URL (the platform's own default).
 pub const DEFAULT_PLATFORM_URL: &str = "http://host.docker.internal:8080";
 
 impl Config {
-    /// Loads from the process environment with `overrides` from flags on top.
-    pub fn from_env(overrides: &Overrides) -> Loaded {
-        Self::load(|var| {
-            overrides.get(var).map(str::to_owned).or_else(|| {
-                if var == vars::MOLECULE_METRICS_FILE {
-                    // The one variable whose empty value means something: "no textfile".
-                    return set_but_empty(var)
-                        .then(String::new)
-                        .or_else(|| process_env(var));
-                }
-                process_env(var)
-            })
+    /// Loads from the process environment with the values of `flags` on top.
+    pub fn from_env(flags: &Flags) -> Loaded {
+        Self::load_with(flags, |var| {
+            if var == vars::MOLECULE_METRICS_FILE && set_but_empty(var) {
+                // The one variable whose empty value means something: "no textfile".
+                return Some(String::new());
+            }
+            process_env(var)
         })
     }
 
-    /// Loads from `lookup` (flags already layered over the environment; empty means unset).
+    /// Loads from `lookup` alone (no flags; empty means unset).
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Loaded {
-        let mut p = Parser {
+        Self::load_with(&Flags::default(), lookup)
+    }
+
+    /// Loads from `flags` over `lookup` (the environment; empty means unset).
+    pub fn load_with(flags: &Flags, lookup: impl Fn(&str) -> Option<String>) -> Loaded {
+        let mut p = Layers {
+            flags,
             lookup: &lookup,
             warnings: Vec::new(),
         };
-        let cache_dir = p.path(vars::MOLECULE_TOKEN_CACHE_DIR).unwrap_or_else(|| {
+        let cache_dir = p.get(&setting::CACHE_DIR).unwrap_or_else(|| {
             let home = lookup(vars::HOME)
                 .map(PathBuf::from)
                 .or_else(dirs::home_dir)
                 .unwrap_or_else(|| PathBuf::from("/"));
             home.join(".molecule-token-cache")
         });
-        let fallback_token_file = p
-            .path(vars::MOLECULE_FALLBACK_TOKEN_FILE)
-            .unwrap_or_else(|| cache_dir.join("fallback-token"));
-        let hosts = p.hosts();
-        let sinks = p.sinks(&hosts);
-        let metrics_file = match lookup(vars::MOLECULE_METRICS_FILE) {
-            Some(v) if v.is_empty() => None,
-            Some(v) => Some(PathBuf::from(v)),
-            None => Some(cache_dir.join(METRICS_FILE)),
-        };
+        let hosts = p
+            .get(&setting::HOSTS)
+            .unwrap_or_else(|| vec!["github.com".to_owned()]);
         let config = Config {
             platform_url: p
-                .url(vars::PLATFORM_URL)
+                .get(&setting::PLATFORM_URL)
                 .unwrap_or_else(|| DEFAULT_PLATFORM_URL.to_owned()),
-            workspace_id: p.path_segment(vars::WORKSPACE_ID),
+            workspace_id: p.get(&setting::WORKSPACE_ID),
             configs_dir: p
-                .path(vars::CONFIGS_DIR)
+                .get(&setting::CONFIGS_DIR)
                 .unwrap_or_else(|| PathBuf::from("/configs")),
-            org_id: p.header_value(vars::MOLECULE_ORG_ID),
+            org_id: p.get(&setting::ORG_ID),
+            fallback_token_file: p
+                .get(&setting::FALLBACK_TOKEN_FILE)
+                .unwrap_or_else(|| cache_dir.join("fallback-token")),
+            metrics_file: p.metrics_file(&cache_dir),
             cache_dir,
-            fallback_token_file,
+            sinks: p.sinks(&hosts),
             hosts,
-            refresh_interval: p.seconds(vars::TOKEN_REFRESH_INTERVAL_SEC, 2700, 1..=86_400),
-            refresh_jitter: p.seconds(vars::TOKEN_REFRESH_JITTER_SEC, 120, 0..=3600),
-            initial_delay: p.seconds(vars::TOKEN_REFRESH_INITIAL_DELAY_SEC, 60, 0..=86_400),
-            margin: p.seconds(vars::TOKEN_REFRESH_MARGIN_SEC, 300, 0..=3000),
-            http_timeout: p.seconds(vars::MOLECULE_HTTP_TIMEOUT_SEC, 10, 1..=300),
-            log_filter: lookup(vars::MOLECULE_LOG).unwrap_or_else(|| "info".to_owned()),
-            log_format: match lookup(vars::MOLECULE_LOG_FORMAT).as_deref() {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(_) => {
-                    p.warn(
-                        vars::MOLECULE_LOG_FORMAT,
-                        "is neither text nor json; using text",
-                    );
-                    LogFormat::Text
-                }
-            },
-            token_source: match lookup(vars::MOLECULE_TOKEN_SOURCE).as_deref() {
-                None | Some("platform") => TokenSourceKind::Platform,
-                Some("github-app") => TokenSourceKind::GithubApp,
-                Some("file") => TokenSourceKind::File,
-                Some(_) => {
-                    p.warn(
-                        vars::MOLECULE_TOKEN_SOURCE,
-                        "is not platform, github-app or file; using platform",
-                    );
-                    TokenSourceKind::Platform
-                }
-            },
-            github_app: GithubAppConfig {
-                app_id: p.number(vars::MOLECULE_GITHUB_APP_ID),
-                private_key_file: p.path(vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE),
-                installation_id: p.number(vars::MOLECULE_GITHUB_APP_INSTALLATION_ID),
-                installations: p.pairs(
-                    vars::MOLECULE_GITHUB_APP_INSTALLATIONS,
-                    "owner=installation-id",
-                    is_name,
-                    |v| v.parse::<u64>().ok(),
-                ),
-                api_url: p.url(vars::MOLECULE_GITHUB_API_URL),
-                api_urls: p
-                    .pairs(
-                        vars::MOLECULE_GITHUB_API_URLS,
-                        "host=url",
-                        |h| normalize_host(h).is_some(),
-                        |v| valid_url(v).then(|| v.trim_end_matches('/').to_owned()),
-                    )
-                    .into_iter()
-                    .filter_map(|(h, u)| Some((normalize_host(&h)?, u)))
-                    .collect(),
-                repositories: p.list(
-                    vars::MOLECULE_GITHUB_APP_REPOSITORIES,
-                    "a repository name",
-                    is_name,
-                ),
-                permissions: p.pairs(
-                    vars::MOLECULE_GITHUB_APP_PERMISSIONS,
-                    "permission=read|write|admin",
-                    is_name,
-                    |v| matches!(v, "read" | "write" | "admin").then(|| v.to_owned()),
-                ),
-            },
-            revoke_on_exit: p.flag(vars::MOLECULE_REVOKE_ON_EXIT),
+            refresh_interval: p.seconds(&setting::INTERVAL, 2700),
+            refresh_jitter: p.seconds(&setting::JITTER, 120),
+            initial_delay: p.seconds(&setting::INITIAL_DELAY, 60),
+            margin: p.seconds(&setting::MARGIN, 300),
+            http_timeout: p.seconds(&setting::HTTP_TIMEOUT, 10),
+            log_filter: p.get(&setting::LOG).unwrap_or_else(|| "info".to_owned()),
+            log_format: p.get(&setting::LOG_FORMAT).unwrap_or(LogFormat::Text),
+            token_source: p
+                .get(&setting::TOKEN_SOURCE)
+                .unwrap_or(TokenSourceKind::Platform),
+            github_app: GithubAppConfig::load(&mut p),
+            token_source_file: p.get(&setting::TOKEN_SOURCE_FILE),
+            sink_group: p.get(&setting::SINK_GROUP),
+            metrics_listen: p.get(&setting::METRICS_LISTEN),
+            revoke_on_exit: p.get(&setting::REVOKE_ON_EXIT).unwrap_or(false),
             gh_token: lookup(vars::GH_TOKEN).map(Secret::new),
             github_token: lookup(vars::GITHUB_TOKEN).map(Secret::new),
             // Presence only: these are no source of ours, so their values are dropped here.
@@ -406,11 +344,6 @@ impl Config {
             copilot_github_token_exported: lookup(vars::COPILOT_GITHUB_TOKEN).is_some(),
             git_askpass: lookup(vars::GIT_ASKPASS),
             search_path: lookup(vars::PATH),
-            token_source_file: p.path(vars::MOLECULE_TOKEN_SOURCE_FILE),
-            sinks,
-            sink_group: p.sink_group(),
-            metrics_file,
-            metrics_listen: p.socket_addr(vars::MOLECULE_METRICS_LISTEN),
         };
         Loaded {
             config,
@@ -468,248 +401,99 @@ impl Config {
     }
 }
 
-struct Parser<'a> {
+impl GithubAppConfig {
+    fn load(p: &mut Layers<'_>) -> Self {
+        Self {
+            app_id: p.get(&setting::APP_ID),
+            private_key_file: p.get(&setting::APP_PRIVATE_KEY_FILE),
+            installation_id: p.get(&setting::APP_INSTALLATION_ID),
+            installations: p.get(&setting::APP_INSTALLATIONS).unwrap_or_default(),
+            api_url: p.get(&setting::GITHUB_API_URL),
+            api_urls: p.get(&setting::GITHUB_API_URLS).unwrap_or_default(),
+            repositories: p.get(&setting::APP_REPOSITORIES).unwrap_or_default(),
+            permissions: p.get(&setting::APP_PERMISSIONS).unwrap_or_default(),
+        }
+    }
+}
+
+/// The layers a setting's value comes from: a flag, else the environment (parsed, with a
+/// warning per problem), else nothing (the caller's default).
+struct Layers<'a> {
+    flags: &'a Flags,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     warnings: Vec<String>,
 }
 
-impl Parser<'_> {
-    fn warn(&mut self, var: &str, problem: &str) {
-        self.warnings.push(format!("{var} {problem}"));
-    }
-
-    fn path(&mut self, var: &str) -> Option<PathBuf> {
-        (self.lookup)(var).map(PathBuf::from)
-    }
-
-    fn url(&mut self, var: &str) -> Option<String> {
-        let v = (self.lookup)(var)?;
-        if valid_url(&v) {
-            Some(v.trim_end_matches('/').to_owned())
+impl Layers<'_> {
+    fn get<T: Clone + 'static>(&mut self, setting: &Setting<T>) -> Option<T> {
+        if let Some(value) = self.flags.get(setting) {
+            return Some(value);
+        }
+        let raw = (self.lookup)(setting.var)?;
+        let Parsed { value, problems } = (setting.parse)(&raw);
+        // A list keeps its good entries; a value of which nothing is usable is replaced.
+        let outcome = if value.is_some() {
+            "ignored"
         } else {
-            self.warn(var, "is not an http:// or https:// URL; using the default");
-            None
-        }
-    }
-
-    fn path_segment(&mut self, var: &str) -> Option<String> {
-        let v = (self.lookup)(var)?;
-        if v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-            && v != "."
-            && v != ".."
-        {
-            Some(v)
-        } else {
-            self.warn(
-                var,
-                "has characters not allowed in a URL path segment; ignored",
-            );
-            None
-        }
-    }
-
-    fn header_value(&mut self, var: &str) -> Option<String> {
-        let v = (self.lookup)(var)?;
-        if v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            Some(v)
-        } else {
-            self.warn(var, "has characters not allowed in an HTTP header; ignored");
-            None
-        }
-    }
-
-    fn number(&mut self, var: &str) -> Option<u64> {
-        let v = (self.lookup)(var)?;
-        match v.trim().parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.warn(var, "is not a whole number; ignored");
-                None
-            }
-        }
-    }
-
-    fn seconds(
-        &mut self,
-        var: &str,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Duration {
-        let secs = match (self.lookup)(var) {
-            None => default,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if range.contains(&n) => n,
-                _ => {
-                    self.warn(
-                        var,
-                        &format!(
-                            "is not a whole number of seconds from {} to {}; using {default}",
-                            range.start(),
-                            range.end()
-                        ),
-                    );
-                    default
-                }
-            },
+            "using the default"
         };
-        Duration::from_secs(secs)
-    }
-
-    fn hosts(&mut self) -> Vec<String> {
-        let raw =
-            (self.lookup)(vars::MOLECULE_GIT_HOSTS).unwrap_or_else(|| "github.com".to_owned());
-        let mut hosts = Vec::new();
-        for (i, item) in raw.split(',').map(str::trim).enumerate() {
-            if item.is_empty() {
-                continue;
-            }
-            match normalize_host(item) {
-                Some(h) if !hosts.contains(&h) => hosts.push(h),
-                Some(_) => {}
-                None => self.warn(
-                    vars::MOLECULE_GIT_HOSTS,
-                    &format!(
-                        "entry {} is not a host name (host or host:port); ignored",
-                        i + 1
-                    ),
-                ),
-            }
+        for problem in problems {
+            let what = match problem.entry {
+                None => String::new(),
+                Some(n) => format!(" entry {n}"),
+            };
+            self.warnings.push(format!(
+                "{}{what} is not {}; {outcome}",
+                setting.var, problem.expected
+            ));
         }
-        hosts
+        value
     }
 
-    /// `key=value,key=value`, keys lower-cased; a bad item is reported by position and
-    /// skipped.
-    fn pairs<V>(
-        &mut self,
-        var: &str,
-        shape: &str,
-        valid_key: impl Fn(&str) -> bool,
-        parse: impl Fn(&str) -> Option<V>,
-    ) -> BTreeMap<String, V> {
-        let mut map = BTreeMap::new();
-        let Some(raw) = (self.lookup)(var) else {
-            return map;
-        };
-        for (i, item) in raw.split(',').map(str::trim).enumerate() {
-            if item.is_empty() {
-                continue;
-            }
-            let parsed = item.split_once('=').and_then(|(k, v)| {
-                let k = k.trim();
-                valid_key(k).then_some(())?;
-                Some((k.to_ascii_lowercase(), parse(v.trim())?))
-            });
-            match parsed {
-                Some((k, v)) => {
-                    map.insert(k, v);
-                }
-                None => self.warn(var, &format!("entry {} is not {shape}; ignored", i + 1)),
-            }
-        }
-        map
+    fn seconds(&mut self, setting: &Setting<Duration>, default: u64) -> Duration {
+        self.get(setting).unwrap_or(Duration::from_secs(default))
     }
 
-    /// A comma-separated list; a bad item is reported by position and skipped.
-    fn list(&mut self, var: &str, what: &str, valid: impl Fn(&str) -> bool) -> Vec<String> {
-        let Some(raw) = (self.lookup)(var) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, item) in raw.split(',').map(str::trim).enumerate() {
-            if item.is_empty() {
-                continue;
-            }
-            if valid(item) {
-                out.push(item.to_owned());
-            } else {
-                self.warn(var, &format!("entry {} is not {what}; ignored", i + 1));
-            }
-        }
-        out
-    }
-
-    /// `MOLECULE_TOKEN_SINKS`: each bad entry is reported by position and skipped.
+    /// The sinks, bound to `hosts`: one naming a host that is not served is said and left out.
     fn sinks(&mut self, hosts: &[String]) -> Vec<crate::sink::Sink> {
-        let var = vars::MOLECULE_TOKEN_SINKS;
-        let Some(raw) = (self.lookup)(var) else {
-            return Vec::new();
-        };
         let mut sinks: Vec<crate::sink::Sink> = Vec::new();
-        for (i, item) in raw.split(',').enumerate() {
-            if item.trim().is_empty() {
-                continue;
-            }
-            match crate::sink::parse(item, hosts) {
-                Ok(s) if sinks.iter().any(|o| o.path == s.path) => self.warn(
-                    var,
-                    &format!("entry {} names a path an earlier entry has; ignored", i + 1),
-                ),
-                Ok(s) => sinks.push(s),
-                Err(e) => self.warn(var, &format!("entry {} {e}; ignored", i + 1)),
+        for (i, spec) in self
+            .get(&setting::SINKS)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            match spec.resolve(hosts) {
+                Some(s) if !sinks.iter().any(|o| o.path == s.path) => sinks.push(s),
+                Some(_) => self.warnings.push(format!(
+                    "{} sink {} names a path an earlier one has; ignored",
+                    vars::MOLECULE_TOKEN_SINKS,
+                    i + 1
+                )),
+                None => self.warnings.push(format!(
+                    "{} sink {} names a host that is not in {}; ignored",
+                    vars::MOLECULE_TOKEN_SINKS,
+                    i + 1,
+                    vars::MOLECULE_GIT_HOSTS
+                )),
             }
         }
         sinks
     }
 
-    /// `MOLECULE_TOKEN_SINK_GROUP`: a group name or a gid.
-    fn sink_group(&mut self) -> Option<String> {
-        let v = (self.lookup)(vars::MOLECULE_TOKEN_SINK_GROUP)?;
-        if v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    /// The metrics textfile: the configured path, none when set empty, else in the cache
+    /// directory.
+    fn metrics_file(&mut self, cache_dir: &std::path::Path) -> Option<PathBuf> {
+        if (self.lookup)(vars::MOLECULE_METRICS_FILE).is_some_and(|v| v.is_empty())
+            && self.flags.get(&setting::METRICS_FILE).is_none()
         {
-            Some(v)
-        } else {
-            self.warn(
-                vars::MOLECULE_TOKEN_SINK_GROUP,
-                "is not a group name or gid; the sinks stay 0600",
-            );
-            None
+            return None;
         }
+        Some(
+            self.get(&setting::METRICS_FILE)
+                .unwrap_or_else(|| cache_dir.join(METRICS_FILE)),
+        )
     }
-
-    fn socket_addr(&mut self, var: &str) -> Option<std::net::SocketAddr> {
-        let v = (self.lookup)(var)?;
-        match v.trim().parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.warn(
-                    var,
-                    "is not ADDR:PORT (127.0.0.1:9464, [::1]:9464); ignored",
-                );
-                None
-            }
-        }
-    }
-
-    fn flag(&mut self, var: &str) -> bool {
-        match (self.lookup)(var)
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("0" | "false" | "no" | "off") => false,
-            Some("1" | "true" | "yes" | "on") => true,
-            Some(_) => {
-                self.warn(var, "is not 1 or 0; using 0");
-                false
-            }
-        }
-    }
-}
-
-/// A GitHub owner, repository or permission name.
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-fn valid_url(v: &str) -> bool {
-    (v.starts_with("http://") || v.starts_with("https://"))
-        && v.len() > "https://".len()
-        && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -764,20 +548,22 @@ mod tests {
     }
 
     #[test]
-    fn overrides_beat_the_environment() {
-        let mut o = Overrides::default();
-        o.set(vars::PLATFORM_URL, Some("http://flag:1"));
-        o.set(vars::WORKSPACE_ID, None::<String>);
-        let env: BTreeMap<&str, &str> =
-            [("PLATFORM_URL", "http://env:2"), ("WORKSPACE_ID", "ws")].into();
-        let c = Config::load(|k| {
-            o.get(k)
-                .map(str::to_owned)
-                .or_else(|| env.get(k).map(|v| (*v).to_owned()))
-        })
-        .config;
-        assert_eq!(c.platform_url, "http://flag:1");
-        assert_eq!(c.workspace_id.as_deref(), Some("ws"));
+    fn flags_beat_the_environment() {
+        let mut flags = Flags::default();
+        flags.set(&setting::PLATFORM_URL, "http://flag:1".to_owned());
+        flags.set(&setting::INTERVAL, Duration::from_secs(5));
+        let env: BTreeMap<&str, &str> = [
+            ("PLATFORM_URL", "http://env:2"),
+            ("WORKSPACE_ID", "ws"),
+            ("TOKEN_REFRESH_INTERVAL_SEC", "not a number"),
+        ]
+        .into();
+        let l = Config::load_with(&flags, |k| env.get(k).map(|v| (*v).to_owned()));
+        assert_eq!(l.config.platform_url, "http://flag:1");
+        assert_eq!(l.config.workspace_id.as_deref(), Some("ws"));
+        // The flag's value is used; the environment's bad one is not even parsed.
+        assert_eq!(l.config.refresh_interval, Duration::from_secs(5));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     }
 
     #[test]
@@ -918,7 +704,7 @@ mod tests {
             ("MOLECULE_GIT_HOSTS", "github.com,ghe.example"),
             (
                 "MOLECULE_TOKEN_SINKS",
-                "json:/run/a.json, env@ghe.example:/run/b.env,yaml:/x,raw:/run/a.json,ghs_SECRET",
+                "json:/run/a.json, env@ghe.example:/run/b.env,yaml:/x,raw:/run/a.json,ghs_SECRET,raw@other.example:/y",
             ),
             ("MOLECULE_TOKEN_SINK_GROUP", "proxy"),
             ("MOLECULE_METRICS_LISTEN", "0.0.0.0:9464"),
@@ -929,7 +715,7 @@ mod tests {
             ),
             ("HOME", "/home/a"),
         ]);
-        assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
+        assert_eq!(l.warnings.len(), 4, "{:?}", l.warnings);
         assert!(l.warnings.iter().all(|w| !w.contains("SECRET")));
         let c = l.config;
         let sinks: Vec<String> = c.sinks.iter().map(ToString::to_string).collect();

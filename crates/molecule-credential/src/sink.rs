@@ -42,74 +42,77 @@ impl fmt::Display for Sink {
     }
 }
 
-/// Why one sink specification was refused (never quoting it: a misplaced value may be a
-/// secret).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecError {
-    /// No `:PATH`, or a path that is not absolute.
-    Path,
-    /// Not one of `raw`, `json`, `header`, `env`.
-    Format,
-    /// Not a host of `MOLECULE_GIT_HOSTS`, or a malformed owner.
-    Target,
+/// A sink as written, before it is bound to the configured hosts: `FORMAT[@HOST[/OWNER]]:PATH`
+/// parsed, HOST normalised, OWNER lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// What it holds.
+    pub format: Format,
+    /// The host it names, if any (else the first configured host).
+    pub host: Option<String>,
+    /// The owner it names, if any.
+    pub owner: Option<String>,
+    /// Where (absolute).
+    pub path: PathBuf,
 }
 
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SpecError::Path => "has no absolute PATH (FORMAT[@HOST[/OWNER]]:/PATH)",
-            SpecError::Format => "names a format other than raw, json, header or env",
-            SpecError::Target => {
-                "names a host that is not in MOLECULE_GIT_HOSTS, or a malformed owner"
-            }
-        })
-    }
-}
-
-/// Parses one `FORMAT[@HOST[/OWNER]]:PATH`. HOST defaults to the first of `hosts` (the
-/// configured hosts, normalised). PATH must be absolute: a daemon's working directory is
-/// nobody's business, and requiring `/` tells a host's `:port` from the path.
-pub fn parse(spec: &str, hosts: &[String]) -> Result<Sink, SpecError> {
+/// Parses one `FORMAT[@HOST[/OWNER]]:PATH`; `None` when it is not one. PATH must be absolute:
+/// a daemon's working directory is nobody's business, and requiring `/` tells a host's
+/// `:port` from the path.
+pub fn parse(spec: &str) -> Option<Spec> {
     let spec = spec.trim();
     let (head, path) = match spec.find('@') {
         // FORMAT@HOST[:PORT][/OWNER]:/PATH: the path starts at the first ":/" after the host.
         Some(at) => {
-            let colon = spec[at..].find(":/").ok_or(SpecError::Path)? + at;
+            let colon = spec[at..].find(":/")? + at;
             (&spec[..colon], &spec[colon + 1..])
         }
-        None => spec.split_once(':').ok_or(SpecError::Path)?,
+        None => spec.split_once(':')?,
     };
     if !path.starts_with('/') {
-        return Err(SpecError::Path);
+        return None;
     }
     let (format, target) = match head.split_once('@') {
         Some((format, target)) => (format, Some(target)),
         None => (head, None),
     };
-    let format: Format = format.trim().parse().map_err(|()| SpecError::Format)?;
-    let target = match target {
-        None => Target::host(hosts.first().ok_or(SpecError::Target)?),
-        Some(t) => {
-            let (host, owner) = match t.split_once('/') {
-                Some((h, o)) => (h, Some(o)),
-                None => (t, None),
-            };
-            let host = normalize_host(host)
-                .filter(|h| hosts.contains(h))
-                .ok_or(SpecError::Target)?;
-            let owner = match owner {
-                Some(o) if is_owner(o) => Some(o.to_ascii_lowercase()),
-                Some(_) => return Err(SpecError::Target),
-                None => None,
-            };
-            Target { host, owner }
-        }
+    let format: Format = format.trim().parse().ok()?;
+    let (host, owner) = match target.map(|t| t.split_once('/').unwrap_or((t, ""))) {
+        None => (None, None),
+        Some((host, owner)) => (
+            Some(normalize_host(host)?),
+            match owner {
+                "" => None,
+                o if is_owner(o) => Some(o.to_ascii_lowercase()),
+                _ => return None,
+            },
+        ),
     };
-    Ok(Sink {
+    Some(Spec {
         format,
-        target,
+        host,
+        owner,
         path: PathBuf::from(path),
     })
+}
+
+impl Spec {
+    /// The sink, bound to `hosts` (the configured ones): `None` when it names a host that is
+    /// not among them, or there is none.
+    pub fn resolve(self, hosts: &[String]) -> Option<Sink> {
+        let host = match self.host {
+            Some(h) => hosts.contains(&h).then_some(h)?,
+            None => hosts.first()?.clone(),
+        };
+        Some(Sink {
+            format: self.format,
+            target: Target {
+                host,
+                owner: self.owner,
+            },
+            path: self.path,
+        })
+    }
 }
 
 /// What a sink must hold at `now`: the cached `entry` while it is usable, else the
@@ -143,9 +146,13 @@ mod tests {
         vec!["github.com".into(), "ghe.example:8443".into()]
     }
 
+    fn sink(spec: &str) -> Option<Sink> {
+        parse(spec)?.resolve(&hosts())
+    }
+
     #[test]
     fn specs_parse_with_defaults_ports_and_owners() {
-        let s = parse("json:/run/proxy/token.json", &hosts()).unwrap();
+        let s = sink("json:/run/proxy/token.json").unwrap();
         assert_eq!(
             (s.format, s.target.key(), s.path),
             (
@@ -154,7 +161,7 @@ mod tests {
                 PathBuf::from("/run/proxy/token.json")
             )
         );
-        let s = parse(" env@GHE.example:8443/Acme:/run/a:b.env ", &hosts()).unwrap();
+        let s = sink(" env@GHE.example:8443/Acme:/run/a:b.env ").unwrap();
         assert_eq!(
             (s.format, s.target.key(), s.path),
             (
@@ -164,26 +171,29 @@ mod tests {
             )
         );
         assert_eq!(
-            parse("raw@github.com:/t", &hosts()).unwrap().to_string(),
+            sink("raw@github.com:/t").unwrap().to_string(),
             "raw@github.com:/t"
         );
     }
 
     #[test]
-    fn bad_specs_say_what_is_wrong() {
-        for (spec, want) in [
-            ("json", SpecError::Path),
-            ("json:relative/path", SpecError::Path),
-            ("json@github.com", SpecError::Path),
-            ("yaml:/t", SpecError::Format),
-            ("ghs_SECRET:/t", SpecError::Format),
-            ("raw@evil.example:/t", SpecError::Target),
-            ("raw@github.com/a b:/t", SpecError::Target),
-            ("raw@github.com:8443:/t", SpecError::Target),
+    fn bad_specs_are_refused() {
+        for spec in [
+            "json",
+            "json:relative/path",
+            "json@github.com",
+            "yaml:/t",
+            "ghs_SECRET:/t",
+            "raw@github.com/a b:/t",
+            "raw@bad host:/t",
         ] {
-            assert_eq!(parse(spec, &hosts()), Err(want), "{spec}");
+            assert_eq!(parse(spec), None, "{spec}");
         }
-        assert!(!SpecError::Format.to_string().contains("SECRET"));
+        // Well formed, but not a configured host.
+        for spec in ["raw@evil.example:/t", "raw@github.com:8443:/t"] {
+            assert!(parse(spec).is_some(), "{spec}");
+            assert_eq!(sink(spec), None, "{spec}");
+        }
     }
 
     #[test]

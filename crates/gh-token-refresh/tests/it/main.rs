@@ -9,6 +9,7 @@
 )]
 
 mod app;
+mod flags;
 mod gh;
 mod health;
 mod platform;

@@ -14,6 +14,7 @@ mod cves;
 mod doctor;
 mod exec;
 mod faults;
+mod flags;
 mod git;
 mod github_app;
 mod hotpath;
