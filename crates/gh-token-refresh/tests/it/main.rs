@@ -12,6 +12,7 @@ mod app;
 mod flags;
 mod gh;
 mod health;
+mod metrics;
 mod platform;
 mod process;
 mod schedule;
