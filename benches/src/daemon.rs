@@ -1,5 +1,6 @@
 //! (e) The daemon at rest: after its first refresh it should sleep until the next scheduled
-//! event. Reads /proc before and after the idle period (so the measurement wakes nothing):
+//! event, with what it watches and serves (the cache directory's inotify watch, the metrics
+//! textfile; and, measured apart, an unscraped `/metrics` listener and three sinks). Reads /proc before and after the idle period (so the measurement wakes nothing):
 //! resident memory, CPU time and context switches of every thread.
 
 use std::path::Path;
@@ -63,8 +64,17 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// What the daemon serves and writes besides the cache while it is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// As configured by default: the cache directory's watch and the metrics textfile.
+    Default,
+    /// Also the `/metrics` listener (never scraped while measured) and three sinks.
+    ListenerAndSinks,
+}
+
 /// Runs the daemon, waits for its first refresh, lets start-up settle, then measures `secs`.
-pub fn idle(daemon_bin: &Path, secs: u64) -> Idle {
+pub fn idle(daemon_bin: &Path, secs: u64, outputs: Outputs) -> Idle {
     let platform = PlatformStandIn::start(
         "127.0.0.1:0".parse().expect("addr"),
         PlatformOptions {
@@ -80,6 +90,23 @@ pub fn idle(daemon_bin: &Path, secs: u64) -> Idle {
         // github.com with a fake token.
         .env("PATH", "/nonexistent")
         .env("PLATFORM_URL", platform.url())
+        .envs(match outputs {
+            Outputs::Default => Vec::new(),
+            Outputs::ListenerAndSinks => {
+                let dir = bed.cache().with_file_name("sinks");
+                std::fs::create_dir_all(&dir).expect("the sinks' directory");
+                let sinks = ["json", "raw", "env"]
+                    .map(|f| format!("{f}:{}", dir.join(f).display()))
+                    .join(",");
+                let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port");
+                vec![
+                    ("MOLECULE_TOKEN_SINKS", sinks),
+                    ("MOLECULE_METRICS_LISTEN", addr.to_string()),
+                ]
+            }
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -241,7 +241,7 @@ fn main() {
     );
 
     eprintln_progress("(e) idle daemon");
-    let i = daemon::idle(&a.daemon, a.idle_secs);
+    let i = daemon::idle(&a.daemon, a.idle_secs, daemon::Outputs::Default);
     row(
         "e",
         format!("daemon idle {} s: RSS", i.secs),
@@ -252,11 +252,26 @@ fn main() {
     );
     row(
         "e",
-        "… wakeups (context switches) and CPU while idle".into(),
+        "… wakeups (context switches) and CPU while idle (cache watch and metrics textfile on, as by default)".into(),
         format!("{} wakeups, {:.1} ms CPU", i.switches, i.cpu_ms),
         String::new(),
         "0 between scheduled events",
         Some(i.switches == 0),
+    );
+    eprintln_progress("(e) idle daemon, /metrics listener and three sinks on");
+    let l = daemon::idle(&a.daemon, a.idle_secs, daemon::Outputs::ListenerAndSinks);
+    row(
+        "e",
+        "… with the /metrics listener (unscraped) and three sinks: wakeups, CPU".into(),
+        format!("{} wakeups, {:.1} ms CPU", l.switches, l.cpu_ms),
+        format!(
+            "RSS {} ({:+} KiB against the default), {} thread(s)",
+            mib(l.rss_kib),
+            l.rss_kib as i64 - i.rss_kib as i64,
+            l.threads
+        ),
+        "0 wakeups",
+        Some(l.switches == 0),
     );
 
     eprintln_progress("(f) fleet simulation");
