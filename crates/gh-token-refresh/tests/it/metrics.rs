@@ -194,7 +194,7 @@ fn the_listener_answers_only_get_and_head_of_metrics_and_says_nothing_secret() {
 fn oversized_and_stalled_requests_are_closed_and_idle_clients_never_lock_a_scraper_out() {
     let platform = platform(6);
     let addr = free_addr();
-    let (p, _daemon) = daemon(&platform, addr);
+    let (p, mut daemon) = daemon(&platform, addr);
 
     // A head over 8 KiB: refused (431) and the connection closed, at once.
     let started = Instant::now();
@@ -259,13 +259,20 @@ fn oversized_and_stalled_requests_are_closed_and_idle_clients_never_lock_a_scrap
         closed >= 80 + 1 - 64,
         "only {closed} idle connections were closed"
     );
-    drop(idle);
+    // A signal is answered with the clients still connected.
+    let more: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let stopping = Instant::now();
+    signal(daemon.child(), "TERM");
+    assert_eq!(daemon.exit_within(Duration::from_secs(3)), Some(Some(0)));
+    let stopped_in = stopping.elapsed();
+    drop((idle, more));
     molecule_tests_report(
         "metrics-listener",
         &format!(
-            "listener: 80 idle connections held, /metrics answered in {:.1} ms, {closed} idle closed to make room; a stalled head closed after {:.1} s",
+            "listener: 80 idle connections held, /metrics answered in {:.1} ms, {closed} idle closed to make room; a stalled head closed after {:.1} s; SIGTERM with 64 clients connected: exit in {:.0} ms",
             answered.as_secs_f64() * 1000.0,
-            took.as_secs_f64()
+            took.as_secs_f64(),
+            stopped_in.as_secs_f64() * 1000.0
         ),
     );
 }
@@ -306,6 +313,32 @@ fn the_textfile_is_never_seen_empty_or_torn_and_matches_gh_token_refresh_metrics
         platform.minted() >= first + 3,
         "three rotations within 30 s"
     );
+    // A token another process writes into the cache shows within 2 s: the daemon watches the
+    // directory rather than waiting for its own next refresh.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(50);
+    let cache = molecule_credential::store::CacheDir::open(&p.path("cache")).unwrap();
+    let entry = molecule_credential::cache::Entry::new(
+        molecule_credential::Secret::new("ghs_from_another_process".into()),
+        later,
+        time::OffsetDateTime::now_utc(),
+        "platform",
+    );
+    assert!(
+        cache.offer("github.com", entry).unwrap().1,
+        "the later token is written"
+    );
+    let written = Instant::now();
+    let want = format!(
+        "molecule_token_expiration_timestamp_seconds{{host=\"github.com\",owner=\"\",source=\"platform\"}} {}\n",
+        later.unix_timestamp()
+    );
+    assert!(
+        wait_for(2, || std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(&want)),
+        "another process's token did not reach the textfile within 2 s"
+    );
+    let seen_in = written.elapsed();
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(
@@ -336,8 +369,9 @@ fn the_textfile_is_never_seen_empty_or_torn_and_matches_gh_token_refresh_metrics
     molecule_tests_report(
         "metrics-textfile",
         &format!(
-            "textfile: {reads} reads 10 ms apart through 3 rotations, {} distinct texts, none empty or torn",
-            texts.len()
+            "textfile: {reads} reads 10 ms apart through 3 rotations, {} distinct texts, none empty or torn; another process's token shown after {:.0} ms",
+            texts.len(),
+            seen_in.as_secs_f64() * 1000.0
         ),
     );
 }
