@@ -22,7 +22,9 @@ use crate::error::{Class, Error, Result};
 use crate::secret::Secret;
 use crate::token::Minted;
 
-/// The version of `tokens.json` this build reads and writes.
+/// The token cache document's file name in the cache directory.
+pub const TOKENS_FILE: &str = "tokens.json";
+/// The version of [`TOKENS_FILE`] this build reads and writes.
 pub const DOCUMENT_VERSION: u32 = 1;
 /// `source` of entries minted by the platform.
 pub const SOURCE_PLATFORM: &str = "platform";
@@ -93,7 +95,7 @@ impl Document {
 
     /// [`Document::parse`] for bytes with no file behind them (fuzzing, tests).
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        Self::parse(bytes, Path::new(crate::store::TOKENS_FILE))
+        Self::parse(bytes, Path::new(TOKENS_FILE))
     }
 
     /// The bytes written to `tokens.json` for this document.

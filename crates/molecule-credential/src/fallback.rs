@@ -6,8 +6,8 @@
 
 use crate::config::{Config, vars};
 use crate::error::{Class, Error, Result};
+use crate::files::read_private_file;
 use crate::secret::{Secret, is_valid_token};
-use crate::store::read_private_file;
 
 /// A fallback token and where it came from.
 #[derive(Clone, Debug)]

@@ -9,7 +9,9 @@
 //! - [`protocol`]: git's credential protocol, parsed strictly. [`route`]: which cache entry and
 //!   installation a request or a command maps to.
 //! - [`cache`]: the `tokens.json` document and its rules (fresh, usable, compare-and-swap).
-//!   [`store`]: the cache directory, its files and locks; every wait bounded.
+//!   [`store`]: the cache directory, its files and locks; every wait bounded. [`files`]: opening
+//!   a file without blocking, regular and private (a leaf: the store, secret files and the
+//!   fallback build on it).
 //! - [`source`]: the configured token source (mint, revoke, budget): [`platform`] or
 //!   [`github_app`], over [`http`]; what they hand over is a [`token::Minted`].
 //!   [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fallback;
+pub mod files;
 pub mod gh;
 pub mod github_app;
 pub mod host;
