@@ -15,6 +15,7 @@ use molecule_credential::clock::{Clock, SystemClock};
 use molecule_credential::config::Config;
 use molecule_credential::logging::{self, Style};
 use molecule_credential::schedule::RandomDice;
+use molecule_credential::{Class, Error};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -54,8 +55,13 @@ fn main() -> ExitCode {
         let signals = match install_signals() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot install signal handlers: {e}");
-                return 78;
+                let e = Error::new(
+                    Class::LocalConfig,
+                    format!("cannot install signal handlers: {e}"),
+                )
+                .with_source(e);
+                tracing::error!(class = %e.class(), "{e}");
+                return e.class().exit_code();
             }
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, JsonPosition, Result};
 use crate::secret::Secret;
 use crate::token::Minted;
 
@@ -63,6 +63,7 @@ impl Document {
                     e.column()
                 ),
             )
+            .with_source(JsonPosition::from(&e))
         })?;
         // A token read back goes into git's line protocol as is: one with a newline would
         // inject lines, whoever wrote the file.
@@ -100,8 +101,9 @@ impl Document {
 
     /// The bytes written to `tokens.json` for this document.
     pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|_| Error::new(Class::LocalConfig, "serialising the token cache failed"))?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::new(Class::LocalConfig, "serialising the token cache failed").with_source(e)
+        })?;
         bytes.push(b'\n');
         Ok(bytes)
     }

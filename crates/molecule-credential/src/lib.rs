@@ -68,6 +68,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
                 Class::LocalConfig,
                 format!("starting the async runtime: {e}"),
             )
+            .with_source(e)
         })
 }
 

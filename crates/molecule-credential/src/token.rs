@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::clock::parse_rfc3339;
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, JsonPosition, Result};
 use crate::http::RawResponse;
 use crate::secret::{Secret, is_valid_token};
 
@@ -55,14 +55,16 @@ pub fn parse_token_body(response: &RawResponse, now: OffsetDateTime, who: &str) 
         Ok(b) => b,
         // Only the position: serde's message may quote the body.
         Err(e) => {
-            return fail(
+            return Err(Error::new(
                 Class::Protocol,
                 format!(
                     "{who}'s answer is not the expected JSON (line {}, column {})",
                     e.line(),
                     e.column()
                 ),
-            );
+            )
+            .with_status(status)
+            .with_source(JsonPosition::from(&e)));
         }
     };
     let token = match parsed.token {

@@ -570,7 +570,7 @@ fn ask_gh(host: &str) -> Asked {
     match molecule_credential::block_on(child::run(cmd, None, DOCTOR_TIMEOUT, "gh auth token"))
         .and_then(|r| r)
     {
-        Err(e) if e.class() == molecule_credential::Class::NotConfigured => Asked::Missing,
+        Err(e) if e.class() == molecule_credential::Class::MissingProgram => Asked::Missing,
         Err(e) => Asked::Failed(e.to_string()),
         Ok(out) if !out.status.success() => Asked::Failed(format!(
             "gh auth token exited {}: {}",
