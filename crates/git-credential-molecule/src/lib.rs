@@ -18,6 +18,7 @@ pub mod commands;
 pub mod configure;
 pub mod doctor;
 pub mod exec;
+pub mod gitconfig;
 pub mod helper;
 pub mod report;
 

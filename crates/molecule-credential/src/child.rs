@@ -14,8 +14,8 @@ use tokio::process::Command;
 use crate::error::{Class, Error, Result};
 use crate::logging::redact;
 
-/// Most output kept per stream.
-const MAX_OUTPUT: u64 = 256 * 1024;
+/// Most output kept per stream: a child that prints more is cut off there.
+pub const MAX_OUTPUT: u64 = 256 * 1024;
 
 /// What a finished child left behind. Its `Debug` shows the streams' lengths only: a child's
 /// output may hold a token (`gh auth token` prints one).
@@ -201,6 +201,13 @@ mod tests {
         c
     }
 
+    /// `sh -c script` to the end, with no input.
+    async fn finished(script: &str) -> Output {
+        run(sh(script), None, Duration::from_secs(5), "sh")
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn feeds_stdin_and_captures_output() {
         let out = run(
@@ -265,14 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_child_is_the_cause_of_its_error() {
         use std::error::Error as _;
-        let out = run(
-            sh("echo 'fatal: ghs_SECRET is bad' >&2; exit 4"),
-            None,
-            Duration::from_secs(5),
-            "sh",
-        )
-        .await
-        .unwrap();
+        let out = finished("echo 'fatal: ghs_SECRET is bad' >&2; exit 4").await;
         let e = out.check(Class::Protocol, "the script").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -283,29 +283,18 @@ mod tests {
             .and_then(|s| s.downcast_ref::<Failed>())
             .expect("the exit is kept");
         assert_eq!(failed.status.code(), Some(4));
-        let killed = run(sh("kill -9 $$"), None, Duration::from_secs(5), "sh")
-            .await
-            .unwrap();
+        let killed = finished("kill -9 $$").await;
         assert_eq!(
             killed.failed("sh").map(|f| f.to_string()).as_deref(),
             Some("sh was killed by signal 9")
         );
-        let fine = run(sh("true"), None, Duration::from_secs(5), "sh")
-            .await
-            .unwrap();
+        let fine = finished("true").await;
         assert!(fine.check(Class::Protocol, "true").is_ok());
     }
 
     #[tokio::test]
     async fn debug_shows_lengths_not_output() {
-        let out = run(
-            sh("echo ghs_SECRET; echo ghs_SECRET >&2"),
-            None,
-            Duration::from_secs(5),
-            "sh",
-        )
-        .await
-        .unwrap();
+        let out = finished("echo ghs_SECRET; echo ghs_SECRET >&2").await;
         let shown = format!("{out:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("stdout: <11 bytes>"), "{shown}");

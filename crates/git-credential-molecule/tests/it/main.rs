@@ -15,6 +15,7 @@ mod doctor;
 mod exec;
 mod faults;
 mod git;
+mod gitconfig;
 mod github_app;
 mod hotpath;
 mod platform;
