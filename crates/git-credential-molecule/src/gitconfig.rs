@@ -324,6 +324,16 @@ impl Key {
         }
     }
 
+    /// The subsection, when this is `section.<subsection>.name` for one of `names` (all
+    /// lower-case, as git lists them).
+    pub fn subsection_of(&self, section: &str, names: &[&str]) -> Option<&str> {
+        if self.section == section && names.contains(&self.name.as_str()) {
+            self.subsection.as_deref()
+        } else {
+            None
+        }
+    }
+
     /// Whether this is `section.*.name` (both lower-case, as git lists them).
     pub fn is(&self, section: &str, name: &str) -> bool {
         self.section == section && self.name == name
@@ -631,6 +641,12 @@ command\0command line:\0credential.helper\n!f() { echo; }; f\0";
             k.shown_with(|_| "https://***@github.com/".into()),
             "url.https://***@github.com/.insteadOf"
         );
+        assert_eq!(
+            k.subsection_of("url", &["pushinsteadof", "insteadof"]),
+            k.subsection.as_deref()
+        );
+        assert_eq!(k.subsection_of("url", &["pushinsteadof"]), None);
+        assert_eq!(k.subsection_of("http", &["insteadof"]), None);
         let k = Key::parse("core.askpass");
         assert_eq!((k.subsection, k.name.as_str()), (None, "askpass"));
         assert_eq!(

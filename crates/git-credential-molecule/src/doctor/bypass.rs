@@ -108,11 +108,7 @@ fn unset_command(e: &Entry, value_pattern: Option<&str>) -> String {
 pub(super) fn remotes(cx: &Context<'_>, f: &mut Findings) {
     let mut found = false;
     for e in cx.entries() {
-        let (Some(name), "remote", "url" | "pushurl") = (
-            e.key.subsection.as_deref(),
-            e.key.section.as_str(),
-            e.key.name.as_str(),
-        ) else {
+        let Some(name) = e.key.subsection_of("remote", &["url", "pushurl"]) else {
             continue;
         };
         let Some(url) = e.value.as_deref().and_then(Url::parse) else {
@@ -163,11 +159,7 @@ pub(super) fn instead_of(cx: &Context<'_>, f: &mut Findings) {
     let entries = cx.entries();
     let mut seen = BTreeSet::new();
     for e in entries {
-        let (Some(base), "url", "insteadof" | "pushinsteadof") = (
-            e.key.subsection.as_deref(),
-            e.key.section.as_str(),
-            e.key.name.as_str(),
-        ) else {
+        let Some(base) = e.key.subsection_of("url", &["insteadof", "pushinsteadof"]) else {
             continue;
         };
         let Some(url) = Url::parse(base) else {
