@@ -133,6 +133,7 @@ pub fn default_helper(config: &Config, argv0: Option<&std::ffi::OsStr>) -> Resul
             Class::LocalConfig,
             format!("cannot tell where this binary is ({e}): pass --helper"),
         )
+        .with_source(e)
     })?;
     // Linux reports a binary deleted or renamed over since it started as "PATH (deleted)".
     if !exe.is_file() {

@@ -202,4 +202,5 @@ pub fn run(
 /// Maps an I/O error on stdout (git went away) to an error of class `BadInput`.
 pub(crate) fn write_error(e: &io::Error) -> Error {
     Error::new(Class::BadInput, format!("writing to stdout: {e}"))
+        .with_source(molecule_credential::error::copy_io(e))
 }
