@@ -13,16 +13,16 @@
 //! - `helpers`: the helpers git will ask for each host, in order (git's own rule: config
 //!   order, URL patterns, an empty value resets), and whether another helper answers before
 //!   ours or can store our token.
-//! - `helperPath` ([`helper_path`]): how git starts ours: an absolute path that must be an
-//!   executable file, or the slower lookup form `molecule`.
+//! - `helperPath` (`doctor/helper_path.rs`): how git starts ours: an absolute path that must
+//!   be an executable file, or the slower lookup form `molecule`.
 //! - `useHttpPath`, where the `github-app` source routes by owner.
-//! - What bypasses the helper ([`bypass`]): credentials in remote URLs, `insteadOf` and
-//!   `extraHeader`, an askpass program, a repository-local helper, exported token variables,
-//!   gh's stored token.
-//! - The token source ([`source`]): the platform bearer, or the App's key (and whether GitHub
-//!   accepts its JWT), and the clock skew against that server's `Date`.
+//! - What bypasses the helper (`doctor/bypass.rs`): credentials in remote URLs, `insteadOf`
+//!   and `extraHeader`, an askpass program, a repository-local helper, exported token
+//!   variables, gh's stored token.
+//! - The token source (`doctor/source.rs`): the platform bearer, or the App's key (and
+//!   whether GitHub accepts its JWT), and the clock skew against that server's `Date`.
 //! - The cache directory, each host's token and its time to expiry, the daemon's last outcome
-//!   ([`cache`]).
+//!   (`doctor/cache.rs`).
 //!
 //! Each finding has a level: `ok`, `advice` (works, but could be better; never changes the exit
 //! code) or `problem`. No finding shows a token: a fingerprint
