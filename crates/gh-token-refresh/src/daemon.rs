@@ -328,8 +328,12 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             self.status.next_wake_at =
                 Some(now + refresh_at.saturating_duration_since(tokio::time::Instant::now()));
             let doc = self.read().await.unwrap_or_default();
-            self.publish(&doc).await;
+            // The status first: a health check reading it next to the new token sees the
+            // attempt that brought it.
             self.write_status().await;
+            if self.publish(&doc).await {
+                self.write_status().await;
+            }
             let deadline = self.wall_deadline(&doc, now);
             let Some(woke) = self
                 .wait(wake_at, deadline, &mut refresh_now, &mut shutdown)
@@ -340,7 +344,9 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             // Whatever woke us, the cache as it is now reaches the sinks and the metrics
             // first: a token that expired is out of every sink before a refresh that may hang.
             let doc = self.read().await.unwrap_or_default();
-            self.publish(&doc).await;
+            if self.publish(&doc).await {
+                self.write_status().await;
+            }
             if self.due(woke, &doc, refresh_at) {
                 match self.cycle(woke == Woke::RefreshNow, &mut shutdown).await {
                     Ok(next) => refresh_at = tokio::time::Instant::now() + next,
@@ -430,9 +436,11 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
 
     /// Brings the sinks and the metrics (the listener's text, the textfile) to what `doc`
     /// says now. Cheap when nothing changed: a sink already holding the right token is not
-    /// rewritten, the textfile only when its text changed.
-    async fn publish(&mut self, doc: &Document) {
+    /// rewritten, the textfile only when its text changed. True when a sink was written or
+    /// removed (the status file has news).
+    async fn publish(&mut self, doc: &Document) -> bool {
         let now = self.clock.now();
+        let mut sinks_changed = false;
         if !self.sinks.is_empty() {
             let (config, snapshot) = (self.config.clone(), doc.clone());
             let mut sinks = std::mem::take(&mut self.sinks);
@@ -446,6 +454,7 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             })
             .await;
             self.sinks = sinks;
+            sinks_changed = outcomes.success + outcomes.failure > 0;
             self.status.counters.sink_writes.merge(outcomes);
             self.status.sinks = self.sinks.statuses().collect();
         }
@@ -477,6 +486,7 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
                 (Err(_), true) => {}
             }
         }
+        sinks_changed
     }
 
     /// `--revoke-on-exit`: revokes every token this source minted that the cache still holds,

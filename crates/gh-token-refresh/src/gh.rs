@@ -100,7 +100,7 @@ impl Gh {
                 Ok(Login::AlreadyCurrent) => {
                     tracing::debug!(host = %host, "gh already holds the current token")
                 }
-                Err(e) if e.class() == Class::NotConfigured => {
+                Err(e) if e.class() == Class::MissingProgram => {
                     if !was_missing {
                         tracing::warn!(error = %e, "gh is not installed; keeping the token cache fresh for git only");
                     }
@@ -117,7 +117,7 @@ impl Gh {
             // `gh auth login` ran unless gh already held the token or is not installed.
             let ran = match &result {
                 Ok(login) => *login == Login::LoggedIn,
-                Err(e) => e.class() != Class::NotConfigured,
+                Err(e) => e.class() != Class::MissingProgram,
             };
             attempts.push(Synced {
                 host: host.clone(),
@@ -163,7 +163,7 @@ impl Gh {
                 self.current.insert(host.to_owned(), token.clone());
                 return Ok(Login::AlreadyCurrent);
             }
-            Err(e) if e.class() == Class::NotConfigured => return Err(self.missing(e)),
+            Err(e) if e.class() == Class::MissingProgram => return Err(self.missing(e)),
             _ => {}
         }
         let mut stdin = Vec::with_capacity(token.len() + 1);
@@ -185,21 +185,21 @@ impl Gh {
         )
         .await
         .map_err(|e| {
-            if e.class() == Class::NotConfigured {
+            if e.class() == Class::MissingProgram {
                 self.missing(e)
             } else {
                 e
             }
         })?;
-        if out.status.success() {
+        let Some(failed) = out.failed("gh auth login") else {
             self.current.insert(host.to_owned(), token.clone());
             return Ok(Login::LoggedIn);
-        }
-        let excerpt = out.stderr_excerpt();
+        };
         Err(Error::new(
-            classify_failure(&excerpt),
-            format!("gh auth login --hostname {host} failed: {excerpt}"),
-        ))
+            classify_failure(&failed.excerpt),
+            format!("gh auth login --hostname {host} failed: {}", failed.excerpt),
+        )
+        .with_source(failed))
     }
 
     /// Whether gh was found missing (and reported once).
@@ -260,5 +260,39 @@ mod tests {
         );
         assert_eq!(classify_failure("HTTP 502: Bad Gateway"), Class::Transient);
         assert_eq!(classify_failure("something new"), Class::Protocol);
+    }
+
+    /// A gh that is not installed is its own class, recorded as such, reported once, and no
+    /// login failure: the daemon does not retry it on the backoff series.
+    #[tokio::test]
+    async fn a_missing_gh_is_a_missing_program_not_a_failure() {
+        use molecule_credential::cache::Entry;
+        use molecule_credential::clock::SystemClock;
+        let now = SystemClock.now();
+        let mut doc = Document::default();
+        doc.entries.insert(
+            "github.com".into(),
+            Entry::new(
+                Secret::new("ghs_current".into()),
+                now + time::Duration::hours(1),
+                now,
+                "platform",
+            ),
+        );
+        let mut gh = Gh::new("/nonexistent/bin/gh");
+        let e = gh
+            .ensure("github.com", &Secret::new("ghs_current".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), Class::MissingProgram);
+        assert_eq!(e.class().exit_code(), 69);
+        assert!(gh.is_missing());
+        let attempts = gh
+            .sync(&["github.com".to_owned()], &doc, &SystemClock)
+            .await;
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].attempt.class, Class::MissingProgram);
+        assert!(!attempts[0].ran, "a missing gh is no login attempt");
+        assert_eq!(gh.failures(), 0);
     }
 }

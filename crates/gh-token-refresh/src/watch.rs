@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use molecule_credential::store::TOKENS_FILE;
+use molecule_credential::cache::TOKENS_FILE;
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
 use tokio::io::unix::AsyncFd;
 

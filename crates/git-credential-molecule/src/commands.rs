@@ -93,10 +93,10 @@ pub fn refresh(config: &Config, out: &mut dyn Write) -> Result<u8, Error> {
             }
             Ok(Refreshed::AlreadyFresh(_)) => {}
             Err(e) => {
-                report_error(&Error::new(e.class(), format!("{key}: {e}")));
                 if code == 0 {
                     code = e.class().exit_code();
                 }
+                report_error(&Error::new(e.class(), format!("{key}: {e}")).with_source(e));
             }
         }
     }

@@ -16,24 +16,18 @@
 //! renames a new file over it (scripts/install.sh) leaves the registered value valid, where a
 //! resolved, versioned path would die with the old version.
 
-use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
-use molecule_credential::child;
 use molecule_credential::config::Config;
 use molecule_credential::{Class, Error};
 
+use crate::gitconfig::helper_value::helper_value;
+use crate::gitconfig::{Entry, Git, Key, Scope, Target};
 use crate::write_error;
-
-/// The lookup form of the helper value: git resolves it to `git credential-molecule`.
-pub const HELPER: &str = "molecule";
-/// Budget for one `git config` call.
-const GIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `configure` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -65,112 +59,24 @@ pub struct Args {
 }
 
 impl Args {
-    fn scope(&self) -> Vec<String> {
+    /// The file configure writes.
+    fn target(&self) -> Target {
         match (&self.file, self.system) {
-            (Some(f), _) => vec!["--file".into(), f.display().to_string()],
-            (None, true) => vec!["--system".into()],
-            (None, false) => vec!["--global".into()],
+            (Some(f), _) => Target::File(f.clone()),
+            (None, true) => Target::System,
+            (None, false) => Target::Global,
         }
     }
 }
 
-/// The config key that makes git send `path` to helpers for `host`.
-pub fn use_http_path_key(host: &str) -> String {
-    format!("credential.https://{host}.useHttpPath")
-}
-
-/// The config key for `host`'s helper list.
-pub fn helper_key(host: &str) -> String {
-    format!("credential.https://{host}.helper")
-}
-
-/// What git runs for a `credential.helper` value (git's `credential_do`: a `!` value is a shell
-/// command, an absolute path is used as it is, anything else names `git credential-NAME`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HelperProgram {
-    /// `NAME [ARGS]`: git starts `git credential-NAME`, a second git process that looks the
-    /// helper up on git's exec path and PATH.
-    Lookup(String),
-    /// An absolute path, bare or as the program of a `!` command.
-    Path(PathBuf),
-    /// The program of a `!` command that sh looks up on PATH.
-    Shell(String),
-}
-
-/// The program a helper value runs, or `None` for an empty value.
-pub fn helper_program(value: &str) -> Option<HelperProgram> {
-    let value = value.trim();
-    if let Some(command) = value.strip_prefix('!') {
-        let word = first_shell_word(command)?;
-        return Some(if word.starts_with('/') {
-            HelperProgram::Path(word.into())
-        } else {
-            HelperProgram::Shell(word)
-        });
-    }
-    if value.starts_with('/') {
-        // git appends ` get` and hands the whole line to sh, which splits it into words.
-        return first_shell_word(value).map(|w| HelperProgram::Path(w.into()));
-    }
-    value
-        .split_whitespace()
-        .next()
-        .map(|name| HelperProgram::Lookup(name.to_owned()))
-}
-
-/// The first word of a shell command line, quotes and backslashes removed: enough of sh's
-/// grammar for the program of a helper command. `None` when there is none.
-fn first_shell_word(line: &str) -> Option<String> {
-    let mut word = String::new();
-    let mut chars = line.trim_start().chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => word.extend(chars.by_ref().take_while(|&c| c != '\'')),
-            '"' => {
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => match chars.next() {
-                            Some(n @ ('"' | '\\' | '$' | '`')) => word.push(n),
-                            Some(n) => {
-                                word.push('\\');
-                                word.push(n);
-                            }
-                            None => break,
-                        },
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => word.extend(chars.next()),
-            c if c.is_whitespace() || ";&|<>()".contains(c) => break,
-            c => word.push(c),
-        }
-    }
-    (!word.is_empty()).then_some(word)
-}
-
-/// Characters that make git hand a helper command to sh instead of running it as one word
-/// (git's `prepare_shell_cmd`): a path holding any of them must be quoted for sh.
-const SHELL_META: &str = "|&;<>()$`\\\"' \t\n*?[#~=%";
-
-/// The helper value that runs the binary at `path`: the path itself, or, when sh would split
-/// or expand it, a `!` command with the path quoted for sh.
-pub fn helper_value(path: &str) -> String {
-    if path.contains(|c| SHELL_META.contains(c)) {
-        format!("!{}", shell_quote(path))
-    } else {
-        path.to_owned()
-    }
-}
-
-/// `s` as one sh word: as it is when it needs no quoting, else in single quotes.
-pub fn shell_quote(s: &str) -> Cow<'_, str> {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b);
-    if !s.is_empty() && s.bytes().all(plain) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(format!("'{}'", s.replace('\'', r"'\''")))
+/// The flags of `configure` that write where `entry` is: `--system` and the global default
+/// as git's scopes (they take effect wherever in the scope they land), any other file by its
+/// path (configure has no `--local`; the path names the same file from anywhere).
+pub fn flags_writing_to(entry: &Entry) -> String {
+    match (&entry.scope, &entry.file) {
+        (Scope::System, _) => " --system".into(),
+        (Scope::Global, _) | (_, None) => String::new(),
+        (_, Some(path)) => format!(" {}", Target::File(path.clone()).shell()),
     }
 }
 
@@ -227,6 +133,7 @@ pub fn default_helper(config: &Config, argv0: Option<&std::ffi::OsStr>) -> Resul
             Class::LocalConfig,
             format!("cannot tell where this binary is ({e}): pass --helper"),
         )
+        .with_source(e)
     })?;
     // Linux reports a binary deleted or renamed over since it started as "PATH (deleted)".
     if !exe.is_file() {
@@ -247,48 +154,6 @@ pub fn default_helper(config: &Config, argv0: Option<&std::ffi::OsStr>) -> Resul
         )
     })?;
     Ok(helper_value(path))
-}
-
-async fn git_config(scope: &[String], args: &[&str]) -> Result<child::Output, Error> {
-    let mut cmd = std::process::Command::new("git");
-    cmd.arg("config").args(scope).args(args);
-    child::run(cmd, None, GIT_TIMEOUT, "git config").await
-}
-
-/// The values of `key` in `scope` (empty when unset).
-pub async fn get_all(scope: &[String], key: &str) -> Result<Vec<String>, Error> {
-    let out = git_config(scope, &["--get-all", key]).await?;
-    match out.status.code() {
-        Some(0) => Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()),
-        // 1: the key is not set.
-        Some(1) => Ok(Vec::new()),
-        _ => Err(Error::new(
-            Class::LocalConfig,
-            format!(
-                "git config --get-all {key} failed: {}",
-                out.stderr_excerpt()
-            ),
-        )),
-    }
-}
-
-async fn set(scope: &[String], args: &[&str]) -> Result<(), Error> {
-    let out = git_config(scope, args).await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            Class::LocalConfig,
-            format!(
-                "git config {} failed: {}",
-                args.join(" "),
-                out.stderr_excerpt()
-            ),
-        ))
-    }
 }
 
 /// Configures each host; prints one line per host.
@@ -314,7 +179,7 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
             "no hosts to configure (MOLECULE_GIT_HOSTS is empty)",
         ));
     }
-    let scope = args.scope();
+    let target = args.target();
     let use_http_path = args.use_http_path
         || (config.token_source == molecule_credential::config::TokenSourceKind::GithubApp
             && !config.github_app.installations.is_empty());
@@ -322,32 +187,36 @@ pub fn run(config: &Config, args: &Args, out: &mut dyn Write) -> Result<u8, Erro
         Some(h) => h.clone(),
         None => default_helper(config, args.invoked_as.as_deref())?,
     };
-    let want = [String::new(), helper.clone()];
-    molecule_credential::block_on(async {
-        for host in &hosts {
-            let key = helper_key(host);
-            let state = if get_all(&scope, &key).await? == want {
-                "already configured"
-            } else {
-                set(&scope, &["--replace-all", &key, ""]).await?;
-                set(&scope, &["--add", &key, &helper]).await?;
-                "configured"
-            };
-            writeln!(out, "{key}: {state} ({})", scope.join(" ")).map_err(|e| write_error(&e))?;
-            if use_http_path {
-                let key = use_http_path_key(host);
-                let state = if get_all(&scope, &key).await? == ["true"] {
-                    "already configured"
-                } else {
-                    set(&scope, &["--replace-all", &key, "true"]).await?;
-                    "configured"
-                };
-                writeln!(out, "{key}: {state} ({})", scope.join(" "))
-                    .map_err(|e| write_error(&e))?;
-            }
+    let git = Git::default();
+    for host in &hosts {
+        // The empty value first: it resets the helpers collected before this file's entry.
+        let mut keys = vec![(Key::credential(host, "helper"), vec!["", helper.as_str()])];
+        if use_http_path {
+            keys.push((Key::credential(host, "useHttpPath"), vec!["true"]));
         }
-        Ok(0)
-    })?
+        for (key, want) in keys {
+            let key = key.to_string();
+            let state = ensure(&git, &target, &key, &want)?;
+            writeln!(out, "{key}: {state} ({target})").map_err(|e| write_error(&e))?;
+        }
+    }
+    Ok(0)
+}
+
+/// Makes `key` hold exactly the values `want`, in order, in `target`'s file, writing only
+/// when it does not already; says which it was.
+fn ensure(git: &Git, target: &Target, key: &str, want: &[&str]) -> Result<&'static str, Error> {
+    if git.get_all(target, key)? == want {
+        return Ok("already configured");
+    }
+    let (first, rest) = want
+        .split_first()
+        .expect("configure writes at least one value");
+    git.config(target, &["--replace-all", key, first])?;
+    for value in rest {
+        git.config(target, &["--add", key, value])?;
+    }
+    Ok("configured")
 }
 
 #[cfg(test)]
@@ -355,55 +224,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn what_git_runs_for_a_helper_value() {
-        use HelperProgram::*;
-        let p = |v| helper_program(v);
-        assert_eq!(p("molecule"), Some(Lookup("molecule".into())));
-        assert_eq!(p("molecule --log debug"), Some(Lookup("molecule".into())));
+    fn configure_writes_where_the_entry_was() {
+        let raw = b"system\0file:/etc/gitconfig\0credential.helper\nx\0\
+global\0file:/root/.gitconfig\0credential.helper\nx\0\
+local\0file:.git/config\0credential.helper\nx\0\
+command\0command line:\0credential.helper\nx\0";
+        let flags: Vec<String> = crate::gitconfig::Listing::parse(raw, || "/work/my repo".into())
+            .entries
+            .iter()
+            .map(flags_writing_to)
+            .collect();
         assert_eq!(
-            p("/usr/local/bin/git-credential-molecule"),
-            Some(Path("/usr/local/bin/git-credential-molecule".into()))
+            flags,
+            [" --system", "", " --file '/work/my repo/.git/config'", ""]
         );
-        assert_eq!(
-            p("!'/opt/my tools/git-credential-molecule' --x"),
-            Some(Path("/opt/my tools/git-credential-molecule".into()))
-        );
-        assert_eq!(
-            p(r#"!"/opt/a\"b/x" get"#),
-            Some(Path(r#"/opt/a"b/x"#.into()))
-        );
-        assert_eq!(
-            p(r"!/opt/my\ tools/x"),
-            Some(Path("/opt/my tools/x".into()))
-        );
-        assert_eq!(p("!gh auth git-credential"), Some(Shell("gh".into())));
-        assert_eq!(p(""), None);
-        assert_eq!(p("!"), None);
-    }
-
-    #[test]
-    fn helper_values_survive_sh() {
-        assert_eq!(
-            helper_value("/usr/local/bin/git-credential-molecule"),
-            "/usr/local/bin/git-credential-molecule"
-        );
-        for path in [
-            "/opt/my tools/git-credential-molecule",
-            "/opt/it's/git-credential-molecule",
-            "/opt/$HOME/*/git-credential-molecule",
-        ] {
-            let value = helper_value(path);
-            assert!(value.starts_with('!'), "{value}");
-            assert_eq!(
-                helper_program(&value),
-                Some(HelperProgram::Path(path.into())),
-                "{value}"
-            );
-        }
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("--file=/x/y.z"), "--file=/x/y.z");
     }
 
     #[test]

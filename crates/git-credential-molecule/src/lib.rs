@@ -5,6 +5,10 @@
 //! On a cache hit `get` reads one file and prints three lines: no async runtime, no HTTP client
 //! and no TLS configuration is built unless a token must be minted.
 
+// Every function of src/ fits on a screen (threshold in clippy.toml); integration tests,
+// whose stories read top to bottom, are crates of their own and not held to it.
+#![warn(clippy::too_many_lines)]
+
 use std::ffi::OsString;
 use std::io::{self, Write};
 
@@ -18,6 +22,7 @@ pub mod commands;
 pub mod configure;
 pub mod doctor;
 pub mod exec;
+pub mod gitconfig;
 pub mod helper;
 pub mod report;
 
@@ -197,4 +202,5 @@ pub fn run(
 /// Maps an I/O error on stdout (git went away) to an error of class `BadInput`.
 pub(crate) fn write_error(e: &io::Error) -> Error {
     Error::new(Class::BadInput, format!("writing to stdout: {e}"))
+        .with_source(molecule_credential::error::copy_io(e))
 }

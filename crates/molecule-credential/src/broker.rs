@@ -303,17 +303,21 @@ impl Broker {
     fn fall_back(&self, cause: Error) -> Result<Served> {
         match fallback_token(&self.config) {
             Ok(Some(fallback)) => Ok(Served::Fallback { fallback, cause }),
+            // The source's failure stays the cause: the class a caller may need ("gh is not
+            // installed", "no App for this owner") is there, not only in the text.
             Ok(None) => Err(Error::new(
                 Class::Exhausted,
                 format!(
                     "no token: {cause}; no fallback token (GH_TOKEN, GITHUB_TOKEN or {})",
                     self.config.fallback_token_file.display()
                 ),
-            )),
+            )
+            .with_source(cause)),
             Err(fallback_error) => Err(Error::new(
                 Class::Exhausted,
                 format!("no token: {cause}; fallback unusable: {fallback_error}"),
-            )),
+            )
+            .with_source(cause)),
         }
     }
 
@@ -525,6 +529,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.class(), Class::Exhausted);
         assert!(e.message().contains("not-configured"), "{e}");
+        let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Error>());
+        assert_eq!(cause.map(Error::class), Some(Class::NotConfigured));
     }
 
     #[test]

@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, JsonPosition, Result};
 use crate::secret::Secret;
 use crate::token::Minted;
 
-/// The version of `tokens.json` this build reads and writes.
+/// The token cache document's file name in the cache directory.
+pub const TOKENS_FILE: &str = "tokens.json";
+/// The version of [`TOKENS_FILE`] this build reads and writes.
 pub const DOCUMENT_VERSION: u32 = 1;
 /// `source` of entries minted by the platform.
 pub const SOURCE_PLATFORM: &str = "platform";
@@ -63,6 +65,7 @@ impl Document {
                     e.column()
                 ),
             )
+            .with_source(JsonPosition::from(&e))
         })?;
         // A token read back goes into git's line protocol as is: one with a newline would
         // inject lines, whoever wrote the file.
@@ -95,13 +98,14 @@ impl Document {
 
     /// [`Document::parse`] for bytes with no file behind them (fuzzing, tests).
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        Self::parse(bytes, Path::new(crate::store::TOKENS_FILE))
+        Self::parse(bytes, Path::new(TOKENS_FILE))
     }
 
     /// The bytes written to `tokens.json` for this document.
     pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|_| Error::new(Class::LocalConfig, "serialising the token cache failed"))?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::new(Class::LocalConfig, "serialising the token cache failed").with_source(e)
+        })?;
         bytes.push(b'\n');
         Ok(bytes)
     }

@@ -1,6 +1,9 @@
-//! Child processes with a deadline: `git config` for `configure`, `gh auth login` for the
-//! daemon. Every child gets a timeout and is killed when it runs out; its output is capped; its
-//! stderr is only ever shown redacted and shortened.
+//! Child processes with a deadline: git for `configure` and `doctor`, gh for the daemon and
+//! `doctor`, a signer command. Every child gets a timeout and is killed when it runs out; its
+//! output is capped; its stderr is only ever shown redacted and shortened.
+//!
+//! A program that is not there is [`Class::MissingProgram`], whatever runs it; a child that
+//! ran and failed is described by [`Failed`], which errors keep as their cause.
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -11,8 +14,8 @@ use tokio::process::Command;
 use crate::error::{Class, Error, Result};
 use crate::logging::redact;
 
-/// Most output kept per stream.
-const MAX_OUTPUT: u64 = 256 * 1024;
+/// Most output kept per stream: a child that prints more is cut off there.
+pub const MAX_OUTPUT: u64 = 256 * 1024;
 
 /// What a finished child left behind. Its `Debug` shows the streams' lengths only: a child's
 /// output may hold a token (`gh auth token` prints one).
@@ -44,6 +47,70 @@ impl Output {
     /// The last line of stderr, redacted and shortened: what errors may quote.
     pub fn stderr_excerpt(&self) -> String {
         excerpt(&self.stderr)
+    }
+
+    /// What went wrong with this child, `what` naming it, when it did not succeed.
+    pub fn failed(&self, what: &str) -> Option<Failed> {
+        (!self.status.success()).then(|| Failed {
+            what: what.to_owned(),
+            status: self.status,
+            excerpt: self.stderr_excerpt(),
+        })
+    }
+
+    /// This output when the child succeeded, else an error of `class` caused by its
+    /// [`Failed`].
+    pub fn check(self, class: Class, what: &str) -> Result<Self> {
+        match self.failed(what) {
+            None => Ok(self),
+            Some(failed) => Err(Error::new(class, failed.to_string()).with_source(failed)),
+        }
+    }
+}
+
+/// A child that ran and did not succeed: its exit and the redacted last line of its stderr.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    /// What it was (`git config`, `gh auth login`).
+    pub what: String,
+    /// How it ended.
+    pub status: ExitStatus,
+    /// [`Output::stderr_excerpt`].
+    pub excerpt: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::os::unix::process::ExitStatusExt;
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => write!(f, "{} exited {code}", self.what)?,
+            (None, Some(signal)) => write!(f, "{} was killed by signal {signal}", self.what)?,
+            (None, None) => write!(f, "{} failed", self.what)?,
+        }
+        if !self.excerpt.is_empty() {
+            write!(f, ": {}", self.excerpt)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// The error for a child that could not be started: [`Class::MissingProgram`] when the program
+/// is not there, local-config otherwise (not executable, no resources); the `io::Error` is
+/// kept as the cause.
+fn spawn_error(program: &std::ffi::OsStr, what: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::new(
+            Class::MissingProgram,
+            format!(
+                "cannot start {what}: {} not found",
+                program.to_string_lossy()
+            ),
+        )
+        .with_source(e)
+    } else {
+        Error::new(Class::LocalConfig, format!("cannot start {what}: {e}")).with_source(e)
     }
 }
 
@@ -78,14 +145,9 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| {
-        let class = if e.kind() == std::io::ErrorKind::NotFound {
-            Class::NotConfigured
-        } else {
-            Class::LocalConfig
-        };
-        Error::new(class, format!("cannot start {what}: {e}"))
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| spawn_error(command.as_std().get_program(), what, e))?;
     let mut input = child.stdin.take();
     let mut out = child.stdout.take().expect("stdout is piped");
     let mut err = child.stderr.take().expect("stderr is piped");
@@ -105,12 +167,12 @@ pub async fn run(
         let read_out = out_capped.read_to_end(&mut stdout);
         let read_err = err_capped.read_to_end(&mut stderr);
         let ((), r1, r2) = tokio::join!(feed, read_out, read_err);
-        r1.and(r2)
-            .map_err(|e| Error::new(Class::LocalConfig, format!("reading {what}'s output: {e}")))?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Error::new(Class::LocalConfig, format!("waiting for {what}: {e}")))?;
+        r1.and(r2).map_err(|e| {
+            Error::new(Class::LocalConfig, format!("reading {what}'s output: {e}")).with_source(e)
+        })?;
+        let status = child.wait().await.map_err(|e| {
+            Error::new(Class::LocalConfig, format!("waiting for {what}: {e}")).with_source(e)
+        })?;
         Ok(Output {
             status,
             stdout,
@@ -139,6 +201,13 @@ mod tests {
         c
     }
 
+    /// `sh -c script` to the end, with no input.
+    async fn finished(script: &str) -> Output {
+        run(sh(script), None, Duration::from_secs(5), "sh")
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn feeds_stdin_and_captures_output() {
         let out = run(
@@ -165,28 +234,67 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn missing_program_is_not_configured() {
+    async fn a_missing_program_has_its_own_class_and_keeps_its_cause() {
+        use std::error::Error as _;
         let e = run(
             std::process::Command::new("/nonexistent/gh"),
+            None,
+            Duration::from_secs(1),
+            "gh auth token",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.class(), Class::MissingProgram);
+        assert_eq!(
+            e.message(),
+            "cannot start gh auth token: /nonexistent/gh not found"
+        );
+        let cause = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            cause.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+        // Found but not executable: a local problem, not a missing program.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("gh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let e = run(
+            std::process::Command::new(&script),
             None,
             Duration::from_secs(1),
             "gh",
         )
         .await
         .unwrap_err();
-        assert_eq!(e.class(), Class::NotConfigured);
+        assert_eq!(e.class(), Class::LocalConfig, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_child_is_the_cause_of_its_error() {
+        use std::error::Error as _;
+        let out = finished("echo 'fatal: ghs_SECRET is bad' >&2; exit 4").await;
+        let e = out.check(Class::Protocol, "the script").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protocol: the script exited 4: fatal: ghs_[REDACTED] is bad"
+        );
+        let failed = e
+            .source()
+            .and_then(|s| s.downcast_ref::<Failed>())
+            .expect("the exit is kept");
+        assert_eq!(failed.status.code(), Some(4));
+        let killed = finished("kill -9 $$").await;
+        assert_eq!(
+            killed.failed("sh").map(|f| f.to_string()).as_deref(),
+            Some("sh was killed by signal 9")
+        );
+        let fine = finished("true").await;
+        assert!(fine.check(Class::Protocol, "true").is_ok());
     }
 
     #[tokio::test]
     async fn debug_shows_lengths_not_output() {
-        let out = run(
-            sh("echo ghs_SECRET; echo ghs_SECRET >&2"),
-            None,
-            Duration::from_secs(5),
-            "sh",
-        )
-        .await
-        .unwrap();
+        let out = finished("echo ghs_SECRET; echo ghs_SECRET >&2").await;
         let shown = format!("{out:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("stdout: <11 bytes>"), "{shown}");

@@ -1,10 +1,19 @@
 //! Failure classes and the error type that carries one end to end.
 //!
 //! Exit codes, log fields and retry decisions are all derived from [`Class`], never from the
-//! text of a message (DESIGN.md, "Failure classes and exit codes").
+//! text of a message (DESIGN.md, "Failure classes and exit codes"): [`Class::exit_code`] is the
+//! only place an exit code is decided for a failure.
+//!
+//! An [`Error`] keeps what caused it ([`std::error::Error::source`]): the `io::Error` of a file
+//! or a child that could not start, a child's [`crate::child::Failed`] exit, a request's
+//! `reqwest::Error` (without its URL), a JSON error reduced to its position. Its `Display` is
+//! the whole one-line report, written for people: the class and a message that already says,
+//! redacted, what the cause said. Reporters print that line and do not walk the chain; the
+//! chain is for code that must tell causes apart, and for a debugger.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The classified outcome of getting a token. `Ok` is a class too, so that status files and log
@@ -32,6 +41,9 @@ pub enum Class {
     Usage,
     /// Every token source failed.
     Exhausted,
+    /// A program we run is not installed, or not on PATH: git for `configure`, gh for the
+    /// daemon's login, a signer command. Installing it is the fix; no setting is wrong.
+    MissingProgram,
 }
 
 impl Class {
@@ -41,7 +53,10 @@ impl Class {
             Class::Ok => 0,
             Class::Usage => 64,
             Class::BadInput => 65,
-            Class::Exhausted => 69,
+            // EX_UNAVAILABLE: "a service is unavailable; a support program or file does not
+            // exist". Every source failing is that same condition seen from the caller: nothing
+            // in the call or in the configuration is wrong, what it depends on is not there.
+            Class::Exhausted | Class::MissingProgram => 69,
             Class::Transient | Class::RateLimited => 75,
             Class::Protocol => 76,
             Class::Auth => 77,
@@ -51,7 +66,8 @@ impl Class {
 
     /// The `class` label of the refresh counter (DESIGN.md, "Metrics"): the five failure
     /// classes a refresh can end in, `ok`, and, for a local cause (a missing bearer, an
-    /// insecure file), `not_configured`, which shares its exit code.
+    /// insecure file, a signer program that is not installed), `not_configured`: fixed by
+    /// changing this machine's setup, like a source that is not configured.
     pub fn metric_label(self) -> &'static str {
         match self {
             Class::Ok => "ok",
@@ -63,6 +79,7 @@ impl Class {
             | Class::LocalConfig
             | Class::BadInput
             | Class::Usage
+            | Class::MissingProgram
             | Class::Exhausted => "not_configured",
         }
     }
@@ -80,6 +97,7 @@ impl Class {
             Class::BadInput => "bad-input",
             Class::Usage => "usage",
             Class::Exhausted => "exhausted",
+            Class::MissingProgram => "missing-program",
         }
     }
 }
@@ -90,14 +108,19 @@ impl fmt::Display for Class {
     }
 }
 
-/// An error with its class. Messages are lower-case, have no trailing period, name the path
-/// for filesystem errors, and never contain a token, a bearer or a response body.
+/// What caused an [`Error`]; shared, so that errors stay `Clone`.
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with its class and its cause. Messages are lower-case, have no trailing period,
+/// name the path for filesystem errors, and never contain a token, a bearer or a response
+/// body; neither does a cause (see the module docs for what is kept).
 #[derive(Debug, Clone)]
 pub struct Error {
     class: Class,
     message: String,
     status: Option<u16>,
     retry_after: Option<Duration>,
+    source: Option<Source>,
 }
 
 /// Result with [`Error`].
@@ -111,12 +134,20 @@ impl Error {
             message: message.into(),
             status: None,
             retry_after: None,
+            source: None,
         }
     }
 
-    /// A filesystem error that names what we were doing and where.
+    /// A filesystem error that names what we were doing and where, caused by `err`.
     pub fn io(class: Class, doing: &str, path: &Path, err: &std::io::Error) -> Self {
-        Self::new(class, format!("{doing} {}: {err}", path.display()))
+        Self::new(class, format!("{doing} {}: {err}", path.display())).with_source(copy_io(err))
+    }
+
+    /// Attaches what caused this error. The cause must hold no secret: its text is not
+    /// redacted by whoever walks the chain.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// Attaches the HTTP status that produced this error.
@@ -162,7 +193,56 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An owned copy of a borrowed `io::Error` (which is not `Clone`) with the same kind and OS
+/// error number, so a cause can be kept where only a reference was at hand.
+pub fn copy_io(err: &std::io::Error) -> std::io::Error {
+    match err.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(err.kind(), err.to_string()),
+    }
+}
+
+/// A JSON parse error reduced to what is safe to keep: serde_json's own message can quote the
+/// offending value, which may be a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonPosition {
+    /// serde_json's category (syntax, data, end of input, I/O).
+    pub category: serde_json::error::Category,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl From<&serde_json::Error> for JsonPosition {
+    fn from(e: &serde_json::Error) -> Self {
+        Self {
+            category: e.classify(),
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+impl fmt::Display for JsonPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} error at line {}, column {}",
+            self.category, self.line, self.column
+        )
+    }
+}
+
+impl std::error::Error for JsonPosition {}
 
 #[cfg(test)]
 mod tests {
@@ -179,6 +259,43 @@ mod tests {
         assert_eq!(Class::NotConfigured.exit_code(), 78);
         assert_eq!(Class::LocalConfig.exit_code(), 78);
         assert_eq!(Class::Exhausted.exit_code(), 69);
+        assert_eq!(Class::MissingProgram.exit_code(), 69);
+    }
+
+    #[test]
+    fn causes_stay_attached() {
+        use std::error::Error as _;
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = Error::io(Class::LocalConfig, "reading", Path::new("/x/y"), &io);
+        assert_eq!(
+            e.to_string(),
+            "local-config: reading /x/y: Permission denied (os error 13)"
+        );
+        let cause = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io error is kept");
+        assert_eq!(cause.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(cause.kind(), std::io::ErrorKind::PermissionDenied);
+        // Cloning keeps the cause; wrapping keeps the whole chain.
+        let outer = Error::new(Class::LocalConfig, "opening the cache").with_source(e.clone());
+        let inner = outer
+            .source()
+            .and_then(|s| s.downcast_ref::<Error>())
+            .expect("an Error can be a cause");
+        assert!(inner.source().is_some());
+        assert!(Error::new(Class::Auth, "x").source().is_none());
+    }
+
+    #[test]
+    fn json_causes_keep_the_position_not_the_value() {
+        let parsed = serde_json::from_str::<u64>(r#""ghs_SECRET""#).unwrap_err();
+        assert!(
+            parsed.to_string().contains("ghs_SECRET"),
+            "serde_json quotes it"
+        );
+        let kept = JsonPosition::from(&parsed);
+        assert_eq!(kept.to_string(), "Data error at line 1, column 12");
     }
 
     #[test]

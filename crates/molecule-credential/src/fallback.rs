@@ -6,8 +6,8 @@
 
 use crate::config::{Config, vars};
 use crate::error::{Class, Error, Result};
+use crate::files::read_private_file;
 use crate::secret::{Secret, is_valid_token};
-use crate::store::read_private_file;
 
 /// A fallback token and where it came from.
 #[derive(Clone, Debug)]
@@ -48,11 +48,13 @@ pub fn fallback_token(config: &Config) -> Result<Option<Fallback>> {
     let Some(bytes) = read_private_file(path)? else {
         return Ok(None);
     };
-    let text = String::from_utf8(bytes).map_err(|_| {
+    // The cause kept is the position only: a FromUtf8Error holds the bytes themselves.
+    let text = String::from_utf8(bytes).map_err(|e| {
         Error::new(
             Class::LocalConfig,
             format!("{} is not UTF-8", path.display()),
         )
+        .with_source(e.utf8_error())
     })?;
     let token = text.trim();
     if token.is_empty() {

@@ -103,6 +103,7 @@ pub fn client(timeout: Duration, tls: Tls) -> Result<reqwest::Client> {
                     Class::LocalConfig,
                     format!("building the TLS configuration: {e}"),
                 )
+                .with_source(e)
             })?
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
@@ -114,6 +115,7 @@ pub fn client(timeout: Duration, tls: Tls) -> Result<reqwest::Client> {
             Class::LocalConfig,
             format!("building the HTTP client: {}", root_cause(&e)),
         )
+        .with_source(e.without_url())
     })
 }
 
@@ -171,7 +173,7 @@ pub async fn send(
         let mut response = request
             .send()
             .await
-            .map_err(|e| transport_error(&e, url, timeout))?;
+            .map_err(|e| transport_error(e, url, timeout))?;
         let status = response.status().as_u16();
         let headers = response.headers();
         let retry_after = headers
@@ -195,7 +197,7 @@ pub async fn send(
             match response
                 .chunk()
                 .await
-                .map_err(|e| transport_error(&e, url, timeout))?
+                .map_err(|e| transport_error(e, url, timeout))?
             {
                 Some(chunk) if buf.len() + chunk.len() <= MAX_BODY => buf.extend_from_slice(&chunk),
                 Some(_) => body = None,
@@ -225,24 +227,18 @@ pub async fn send(
     }
 }
 
-fn transport_error(e: &reqwest::Error, url: &str, timeout: Duration) -> Error {
+/// A failed request as a transient error. The `reqwest::Error` is kept as the cause without
+/// its URL (which may carry a path or query this module never shows).
+fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -> Error {
     let at = origin(url);
-    if e.is_timeout() {
-        Error::new(
-            Class::Transient,
-            format!("{at} did not answer within {}s", timeout.as_secs()),
-        )
+    let message = if e.is_timeout() {
+        format!("{at} did not answer within {}s", timeout.as_secs())
     } else if e.is_connect() {
-        Error::new(
-            Class::Transient,
-            format!("cannot connect to {at}: {}", root_cause(e)),
-        )
+        format!("cannot connect to {at}: {}", root_cause(&e))
     } else {
-        Error::new(
-            Class::Transient,
-            format!("request to {at} failed: {}", root_cause(e)),
-        )
-    }
+        format!("request to {at} failed: {}", root_cause(&e))
+    };
+    Error::new(Class::Transient, message).with_source(e.without_url())
 }
 
 /// The innermost cause of an error: "connection refused", not the URL-laden wrapper.

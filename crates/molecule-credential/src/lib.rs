@@ -9,8 +9,9 @@
 //! - [`protocol`]: git's credential protocol, parsed strictly. [`route`]: which cache entry and
 //!   installation a request or a command maps to.
 //! - [`cache`]: the `tokens.json` document and its rules (fresh, usable, compare-and-swap).
-//!   [`store`]: the cache directory, its files and locks; every wait bounded. [`atomic`]:
-//!   replacing a file so no reader sees it torn.
+//!   [`store`]: the cache directory, its files and locks; every wait bounded. [`files`]: opening
+//!   a file without blocking, regular and private (a leaf: the store, secret files and the
+//!   fallback build on it). [`atomic`]: replacing a file so no reader sees it torn.
 //! - [`source`]: the configured token source (mint, revoke, budget): [`platform`],
 //!   [`github_app`] (over [`http`]) or [`file_source`]; what they hand over is a [`token::Minted`].
 //!   [`fallback`]: `GH_TOKEN`, `GITHUB_TOKEN`, then the fallback file.
@@ -29,6 +30,10 @@
 //! `secret`: no async runtime, no HTTP client and no TLS configuration is built unless a token
 //! must be minted.
 
+// Every function of src/ fits on a screen (threshold in clippy.toml); integration tests,
+// whose stories read top to bottom, are crates of their own and not held to it.
+#![warn(clippy::too_many_lines)]
+
 pub mod alarm;
 pub mod atomic;
 pub mod broker;
@@ -41,6 +46,7 @@ pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod file_source;
+pub mod files;
 pub mod gh;
 pub mod github_app;
 pub mod host;
@@ -72,6 +78,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
                 Class::LocalConfig,
                 format!("starting the async runtime: {e}"),
             )
+            .with_source(e)
         })
 }
 

@@ -38,11 +38,12 @@ pub fn endpoint(config: &Config) -> String {
 pub fn read_bearer(configs_dir: &Path) -> Result<Secret<String>> {
     let path = configs_dir.join(AUTH_TOKEN_FILE);
     let raw = crate::secret::read_file(&path, "the platform bearer")?;
-    let text = std::str::from_utf8(raw.expose()).map_err(|_| {
+    let text = std::str::from_utf8(raw.expose()).map_err(|e| {
         Error::new(
             Class::LocalConfig,
             format!("{} is not UTF-8", path.display()),
         )
+        .with_source(e)
     })?;
     let bearer = text.trim();
     if bearer.is_empty() {

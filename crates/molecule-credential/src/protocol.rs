@@ -80,7 +80,7 @@ pub fn read_request(input: impl BufRead) -> Result<Request> {
         let n = (&mut input)
             .take(MAX_LINE as u64 + 2)
             .read_until(b'\n', &mut line)
-            .map_err(|e| bad(format!("reading credential input: {e}")))?;
+            .map_err(|e| bad(format!("reading credential input: {e}")).with_source(e))?;
         if n == 0 {
             break;
         }

@@ -214,7 +214,10 @@ pub fn next_wait(
             holding,
         } => match (class, retry_after) {
             (Class::RateLimited, Some(after)) => after,
-            (Class::Auth | Class::NotConfigured, _) => jittered_interval(policy, dice),
+            // Waiting sooner mends none of these: a bearer, an App or a program is missing.
+            (Class::Auth | Class::NotConfigured | Class::MissingProgram, _) => {
+                jittered_interval(policy, dice)
+            }
             _ => {
                 let holding = holding.filter(|expiry| *expiry > now);
                 let b = backoff(policy, failures, holding, now, dice);
@@ -380,8 +383,8 @@ mod tests {
     }
 
     #[test]
-    fn auth_and_not_configured_keep_the_interval() {
-        for class in [Class::Auth, Class::NotConfigured] {
+    fn auth_not_configured_and_a_missing_program_keep_the_interval() {
+        for class in [Class::Auth, Class::NotConfigured, Class::MissingProgram] {
             let o = Outcome::Failed {
                 class,
                 retry_after: None,

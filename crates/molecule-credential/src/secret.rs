@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Class, Error, Result};
-use crate::store::{Links, open_regular};
+use crate::files::{Links, open_regular};
 
 /// The largest secret file read: a bearer or a PEM key is a few KiB.
 const MAX_SECRET_FILE: u64 = 64 * 1024;

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::cache::Document;
 use crate::clock::format_rfc3339;
 use crate::config::Config;
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, JsonPosition, Result};
 use crate::store::{CacheDir, DAEMON_STATUS_FILE, DaemonLock};
 
 /// The version of the status document.
@@ -293,13 +293,15 @@ impl DaemonStatus {
                     e.column()
                 ),
             )
+            .with_source(JsonPosition::from(&e))
         })
     }
 
     /// Writes the status file atomically (the daemon's lock is the permission).
     pub fn write(&self, cache: &CacheDir, lock: &DaemonLock) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|_| Error::new(Class::LocalConfig, "serialising the daemon status failed"))?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::new(Class::LocalConfig, "serialising the daemon status failed").with_source(e)
+        })?;
         bytes.push(b'\n');
         cache.write_file(DAEMON_STATUS_FILE, &bytes, lock)
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::clock::parse_rfc3339;
-use crate::error::{Class, Error, Result};
+use crate::error::{Class, Error, JsonPosition, Result};
 use crate::http::RawResponse;
 use crate::secret::{Secret, is_valid_token};
 
@@ -72,11 +72,15 @@ pub fn parse_token_json(
         Ok(b) => b,
         // Only the position: serde's message may quote the body.
         Err(e) => {
-            return fail(format!(
-                "{who}'s answer is not the expected JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ));
+            return Err(Error::new(
+                Class::Protocol,
+                format!(
+                    "{who}'s answer is not the expected JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+            .with_source(JsonPosition::from(&e)));
         }
     };
     let token = match parsed.token {

@@ -19,90 +19,36 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 
 use molecule_credential::Secret;
-use molecule_credential::cache::Document;
 use molecule_credential::child;
 use molecule_credential::config::Config;
 use molecule_credential::logging::redact;
-use time::OffsetDateTime;
 
-use crate::configure::shell_quote;
+use crate::gitconfig::helper_value::{is_reset, shell_quote};
+use crate::gitconfig::urlmatch::{Lookup, Url, http_matches_host};
+use crate::gitconfig::{Entry, Scope, Target, ere_escape};
 
-use super::{ConfigEntry, DOCTOR_TIMEOUT, Findings, is_ours, pattern_matches, split_key};
+use super::{Context, DOCTOR_TIMEOUT, Findings, is_ours};
 
-/// Runs every bypass check; each says when it found nothing.
-pub(super) fn check(
-    config: &Config,
-    listing: &[ConfigEntry],
-    doc: Option<&Document>,
-    now: OffsetDateTime,
-    f: &mut Findings,
-) {
-    remotes(config, listing, f);
-    instead_of(config, listing, f);
-    extra_headers(config, listing, f);
-    askpass(config, listing, f);
-    for host in &config.hosts {
-        local_helpers(listing, host, f);
+/// The credential in a URL's userinfo: a password of any kind, or a user name that is a
+/// token (`https://ghs_…@github.com/`). A plain user name is none.
+fn credential_in<'a>(url: &Url<'a>) -> Option<&'a str> {
+    let userinfo = url.userinfo?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    if !password.is_empty() {
+        Some(password)
+    } else if redact(user) != user {
+        Some(user)
+    } else {
+        None
     }
-    environment(config, f);
-    gh(config, doc, now, f);
 }
 
-/// A URL split where git splits it: `scheme://[userinfo@]host[:port]rest`.
-struct Url<'a> {
-    scheme: &'a str,
-    userinfo: Option<&'a str>,
-    host: &'a str,
-    rest: &'a str,
-}
-
-impl<'a> Url<'a> {
-    fn parse(url: &'a str) -> Option<Self> {
-        let (scheme, after) = url.split_once("://")?;
-        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        let (authority, rest) = after.split_at(end);
-        let (userinfo, host) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        Some(Self {
-            scheme,
-            userinfo,
-            host,
-            rest,
-        })
-    }
-
-    /// The credential in the userinfo: a password of any kind, or a user name that is a
-    /// token (`https://ghs_…@github.com/`). A plain user name is none.
-    fn credential(&self) -> Option<&'a str> {
-        let userinfo = self.userinfo?;
-        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-        if !password.is_empty() {
-            Some(password)
-        } else if redact(user) != user {
-            Some(user)
-        } else {
-            None
-        }
-    }
-
-    /// Whether a request to this URL goes to one of our hosts over HTTP(S).
-    fn is_for(&self, config: &Config) -> bool {
-        (self.scheme.eq_ignore_ascii_case("https") || self.scheme.eq_ignore_ascii_case("http"))
-            && config.serves_host(self.host).is_some()
-    }
-
-    /// The URL with its userinfo shown as `***`.
-    fn redacted(&self) -> String {
-        let hidden = if self.userinfo.is_some() { "***@" } else { "" };
-        format!("{}://{hidden}{}{}", self.scheme, self.host, self.rest)
-    }
-
-    /// The URL without its userinfo.
-    fn clean(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.host, self.rest)
-    }
+/// The credential a URL sends to one of our hosts over HTTP(S), if it carries one.
+fn credential_for<'a>(url: &Url<'a>, config: &Config) -> Option<&'a str> {
+    let ours = (url.scheme.eq_ignore_ascii_case("https")
+        || url.scheme.eq_ignore_ascii_case("http"))
+        && config.serves_host(url.host).is_some();
+    credential_in(url).filter(|_| ours)
 }
 
 /// The fingerprint of a credential seen in git's configuration.
@@ -110,93 +56,45 @@ fn fingerprint(credential: &str) -> String {
     Secret::new(credential.to_owned()).fingerprint()
 }
 
-/// A config key split as git does: `url.<sub>.insteadof` → (`url`, `<sub>`, `insteadof`).
-fn split_config_key(key: &str) -> (&str, Option<&str>, &str) {
-    let (section, rest) = key.split_once('.').unwrap_or((key, ""));
-    match rest.rsplit_once('.') {
-        Some((sub, var)) => (section, Some(sub), var),
-        None => (section, None, rest),
-    }
+/// The entry's key with any credential in its subsection URL shown as `***`.
+fn shown_key(e: &Entry) -> String {
+    e.key
+        .shown_with(|sub| Url::parse(sub).map_or_else(|| sub.to_owned(), |u| u.redacted()))
 }
 
-/// The key with any credential in its subsection URL shown as `***`.
-fn shown_key(key: &str) -> String {
-    let (section, sub, var) = split_config_key(key);
-    match sub {
-        Some(sub) => {
-            let sub = Url::parse(sub).map_or_else(|| sub.to_owned(), |u| u.redacted());
-            format!("{section}.{sub}.{}", documented(var))
-        }
-        None => format!("{section}.{}", documented(var)),
-    }
-}
-
-/// A variable's name as git's documentation spells it (git lists keys lower-cased).
-fn documented(var: &str) -> &str {
-    match var {
-        "insteadof" => "insteadOf",
-        "pushinsteadof" => "pushInsteadOf",
-        "extraheader" => "extraHeader",
-        "askpass" => "askPass",
-        other => other,
-    }
-}
-
-/// `s` escaped for a POSIX extended regular expression (git config's patterns).
-fn ere_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.^$|?*+()[]{}".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// How `git config` addresses the file `e` came from: `--local` for the repository's own
-/// config, else the file itself (an included file is not what `--global` edits). `None` for
-/// entries from the command line or the environment, which no file holds.
-fn file_flag(e: &ConfigEntry) -> Option<String> {
-    let path = e.origin.strip_prefix("file:")?;
-    Some(match e.scope.as_str() {
-        "local" if path == ".git/config" || path.ends_with("/.git/config") => "--local".into(),
-        "worktree" if path.ends_with("config.worktree") => "--worktree".into(),
-        _ => format!("--file {}", shell_quote(path)),
-    })
-}
-
-/// The command that removes `e` (the values of its key matching `value_pattern`, or all). A
-/// key that itself carries a credential is never printed: a loop finds it by a pattern with
-/// the userinfo left out.
-fn unset_command(e: &ConfigEntry, value_pattern: Option<&str>) -> String {
-    let Some(flag) = file_flag(e) else {
+/// The command that removes `e` (the values of its key matching `value_pattern`, or all),
+/// from the file it is in ([`Entry::target`]). A key that itself carries a credential is
+/// never printed: a loop finds it by a pattern with the userinfo left out.
+fn unset_command(e: &Entry, value_pattern: Option<&str>) -> String {
+    let Some(target) = &e.target else {
         return format!(
             "remove {} from the -c options, GIT_CONFIG_PARAMETERS or GIT_CONFIG_COUNT/GIT_CONFIG_KEY_n of whoever runs git",
-            shown_key(&e.key)
+            shown_key(e)
         );
     };
+    let flag = target.shell();
     let pattern = value_pattern
         .map(|p| format!(" {}", shell_quote(p)))
         .unwrap_or_default();
-    let (section, sub, var) = split_config_key(&e.key);
-    match sub.and_then(Url::parse).filter(|u| u.userinfo.is_some()) {
+    let key = &e.key;
+    match key
+        .subsection
+        .as_deref()
+        .and_then(Url::parse)
+        .filter(|u| u.userinfo.is_some())
+    {
         None => format!(
             "git config {flag} --unset-all {}{pattern}",
-            shell_quote(&format!(
-                "{section}.{}{}",
-                sub.map(|s| format!("{s}.")).unwrap_or_default(),
-                documented(var)
-            ))
+            shell_quote(&key.documented())
         ),
         Some(url) => {
             let key_pattern = format!(
                 "^{}\\.{}://[^@/]*@{}{}\\.{}$",
-                ere_escape(section),
+                ere_escape(&key.section),
                 ere_escape(url.scheme),
                 ere_escape(url.host),
                 ere_escape(url.rest),
-                ere_escape(var)
+                ere_escape(&key.name)
             );
             format!(
                 "git config {flag} --name-only --get-regexp {} | while IFS= read -r key; do git config {flag} --unset-all \"$key\"{pattern}; done",
@@ -207,40 +105,37 @@ fn unset_command(e: &ConfigEntry, value_pattern: Option<&str>) -> String {
 }
 
 /// `remote.<name>.url` and `pushurl` of the current repository that carry credentials.
-fn remotes(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
+pub(super) fn remotes(cx: &Context<'_>, f: &mut Findings) {
     let mut found = false;
-    for e in listing {
-        let (section, Some(name), var) = split_config_key(&e.key) else {
+    for e in cx.entries() {
+        let Some(name) = e.key.subsection_of("remote", &["url", "pushurl"]) else {
             continue;
         };
-        if section != "remote" || !matches!(var, "url" | "pushurl") {
-            continue;
-        }
         let Some(url) = e.value.as_deref().and_then(Url::parse) else {
             continue;
         };
-        let Some(credential) = url.credential().filter(|_| url.is_for(config)) else {
+        let Some(credential) = credential_for(&url, cx.config) else {
             continue;
         };
         found = true;
-        let push = var == "pushurl";
-        let fix = match file_flag(e) {
-            Some(flag) if flag == "--local" => format!(
-                "git remote set-url{} {} {}",
+        let push = e.key.name == "pushurl";
+        let clean = shell_quote(&url.without_userinfo()).into_owned();
+        let fix = match &e.target {
+            Some(Target::Local) => format!(
+                "git remote set-url{} {} {clean}",
                 if push { " --push" } else { "" },
                 shell_quote(name),
-                shell_quote(&url.clean())
             ),
-            Some(flag) => format!(
-                "git config {flag} {} {}",
-                shell_quote(&format!("remote.{name}.{var}")),
-                shell_quote(&url.clean())
+            Some(target) => format!(
+                "git config {} {} {clean}",
+                target.shell(),
+                shell_quote(&e.key.to_string()),
             ),
             None => unset_command(e, None),
         };
         f.problem(
             "remote",
-            config.serves_host(url.host).as_deref(),
+            cx.config.serves_host(url.host).as_deref(),
             format!(
                 "remote {name}'s {} {} carries credentials ({}): git sends them and never asks git-credential-molecule",
                 if push { "push URL" } else { "URL" },
@@ -260,26 +155,24 @@ fn remotes(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
 }
 
 /// `url.<base>.insteadOf` and `pushInsteadOf` whose base carries credentials.
-fn instead_of(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
+pub(super) fn instead_of(cx: &Context<'_>, f: &mut Findings) {
+    let entries = cx.entries();
     let mut seen = BTreeSet::new();
-    for e in listing {
-        let (section, Some(base), var) = split_config_key(&e.key) else {
+    for e in entries {
+        let Some(base) = e.key.subsection_of("url", &["insteadof", "pushinsteadof"]) else {
             continue;
         };
-        if section != "url" || !matches!(var, "insteadof" | "pushinsteadof") {
-            continue;
-        }
         let Some(url) = Url::parse(base) else {
             continue;
         };
-        let Some(credential) = url.credential().filter(|_| url.is_for(config)) else {
+        let Some(credential) = credential_for(&url, cx.config) else {
             continue;
         };
         // One finding per key: its values (the prefixes it rewrites) go with it.
         if !seen.insert((e.origin.clone(), e.key.clone())) {
             continue;
         }
-        let rewrites: Vec<String> = listing
+        let rewrites: Vec<String> = entries
             .iter()
             .filter(|o| o.origin == e.origin && o.key == e.key)
             .filter_map(|o| o.value.as_deref())
@@ -287,12 +180,11 @@ fn instead_of(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
             .collect();
         f.problem(
             "insteadOf",
-            config.serves_host(url.host).as_deref(),
+            cx.config.serves_host(url.host).as_deref(),
             format!(
-                "{} ({} {}) rewrites {} into a URL carrying credentials ({}): git sends them and never asks git-credential-molecule",
-                shown_key(&e.key),
-                e.scope,
-                e.origin,
+                "{} ({}) rewrites {} into a URL carrying credentials ({}): git sends them and never asks git-credential-molecule",
+                shown_key(e),
+                e.whence(),
                 rewrites.join(", "),
                 fingerprint(credential)
             ),
@@ -310,13 +202,13 @@ fn instead_of(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
 
 /// `http.extraHeader` and `http.<url>.extraHeader` holding `Authorization:` for a configured
 /// host.
-fn extra_headers(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
+pub(super) fn extra_headers(cx: &Context<'_>, f: &mut Findings) {
     let mut found = false;
-    for e in listing {
-        let (section, sub, var) = split_config_key(&e.key);
-        if section != "http" || var != "extraheader" {
-            continue;
-        }
+    for e in cx
+        .entries()
+        .iter()
+        .filter(|e| e.key.is("http", "extraheader"))
+    {
         let Some((name, credentials)) = e.value.as_deref().and_then(|v| v.split_once(':')) else {
             continue;
         };
@@ -325,20 +217,18 @@ fn extra_headers(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
         }
         // Which of our hosts it is sent to: git matches http.<url> by scheme, host and port
         // (and path and user, which only narrow it to some repositories of that host).
-        let hosts: Vec<&String> = match sub {
-            None => config.hosts.iter().collect(),
-            Some(pattern) => {
-                let authority = Url::parse(pattern).map_or_else(
-                    || pattern.to_owned(),
-                    |u| format!("{}://{}", u.scheme, u.host),
-                );
-                config
-                    .hosts
-                    .iter()
-                    .filter(|h| pattern_matches(&authority, h))
-                    .collect()
-            }
-        };
+        let hosts: Vec<&str> = cx
+            .config
+            .hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| {
+                e.key
+                    .subsection
+                    .as_deref()
+                    .is_none_or(|pattern| http_matches_host(pattern, &Lookup::https(h)))
+            })
+            .collect();
         let Some(first) = hosts.first() else {
             continue;
         };
@@ -350,19 +240,14 @@ fn extra_headers(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
             .map_or(("", credentials), |(s, c)| (s, c.trim()));
         f.problem(
             "extraHeader",
-            (hosts.len() == 1).then_some(first.as_str()),
+            (hosts.len() == 1).then_some(*first),
             format!(
-                "{} ({} {}) sends `{}: {auth_scheme} <{}>` on every request to {}: git never asks git-credential-molecule there, and once that token dies every request fails",
-                shown_key(&e.key),
-                e.scope,
-                e.origin,
+                "{} ({}) sends `{}: {auth_scheme} <{}>` on every request to {}: git never asks git-credential-molecule there, and once that token dies every request fails",
+                shown_key(e),
+                e.whence(),
                 name.trim(),
                 fingerprint(credential),
-                hosts
-                    .iter()
-                    .map(|h| h.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                hosts.join(", ")
             ),
             unset_command(e, Some(&format!("^{}:", ere_escape(name)))),
         );
@@ -377,10 +262,10 @@ fn extra_headers(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
 }
 
 /// `GIT_ASKPASS` and `core.askPass`.
-fn askpass(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
+pub(super) fn askpass(cx: &Context<'_>, f: &mut Findings) {
     const EFFECT: &str = "git asks that program for a username and password whenever no helper answers (an outage of ours included), and what it answers is usually a token fixed at start";
     let mut found = false;
-    if let Some(program) = &config.git_askpass {
+    if let Some(program) = &cx.config.git_askpass {
         found = true;
         f.problem(
             "askPass",
@@ -389,7 +274,7 @@ fn askpass(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
             "unset GIT_ASKPASS".into(),
         );
     }
-    for e in listing.iter().filter(|e| e.key == "core.askpass") {
+    for e in cx.entries().iter().filter(|e| e.key.is("core", "askpass")) {
         let Some(program) = e.value.as_deref().filter(|v| !v.is_empty()) else {
             continue;
         };
@@ -398,9 +283,8 @@ fn askpass(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
             "askPass",
             None,
             format!(
-                "core.askPass ({} {}) is {}: {EFFECT}",
-                e.scope,
-                e.origin,
+                "core.askPass ({}) is {}: {EFFECT}",
+                e.whence(),
                 redact(program)
             ),
             unset_command(e, None),
@@ -417,13 +301,11 @@ fn askpass(config: &Config, listing: &[ConfigEntry], f: &mut Findings) {
 
 /// The repository's own `credential.helper` entries for `host` that come after our last
 /// entry: an empty one resets ours, any other is asked after ours (or instead of it).
-pub(super) fn local_overrides<'a>(listing: &'a [ConfigEntry], host: &str) -> Vec<&'a ConfigEntry> {
-    let matching: Vec<&ConfigEntry> = listing
+pub(super) fn local_overrides<'a>(entries: &'a [Entry], host: &str) -> Vec<&'a Entry> {
+    let lookup = Lookup::https(host);
+    let matching: Vec<&Entry> = entries
         .iter()
-        .filter(|e| {
-            split_key(&e.key)
-                .is_some_and(|(pattern, var)| var == "helper" && pattern_matches(pattern, host))
-        })
+        .filter(|e| e.is_credential("helper", &lookup))
         .collect();
     let Some(last_ours) = matching
         .iter()
@@ -434,66 +316,75 @@ pub(super) fn local_overrides<'a>(listing: &'a [ConfigEntry], host: &str) -> Vec
     matching[last_ours + 1..]
         .iter()
         .copied()
-        .filter(|e| matches!(e.scope.as_str(), "local" | "worktree"))
+        .filter(|e| matches!(e.scope, Scope::Local | Scope::Worktree))
         .filter(|e| !e.value.as_deref().is_some_and(is_ours))
         .collect()
 }
 
-/// Reports [`local_overrides`] for `host`, one finding per key.
-fn local_helpers(listing: &[ConfigEntry], host: &str, f: &mut Findings) {
-    let overrides = local_overrides(listing, host);
-    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
-    for e in &overrides {
-        if !keys.iter().any(|k| k.1 == e.origin && k.2 == e.key) {
-            keys.push((e.scope.as_str(), e.origin.as_str(), e.key.as_str()));
+/// Reports [`local_overrides`] for each host, one finding per key.
+pub(super) fn local_helpers(cx: &Context<'_>, f: &mut Findings) {
+    for host in &cx.config.hosts {
+        let overrides = local_overrides(cx.entries(), host);
+        let mut keys: Vec<&Entry> = Vec::new();
+        for e in &overrides {
+            if !keys.iter().any(|k| k.origin == e.origin && k.key == e.key) {
+                keys.push(e);
+            }
+        }
+        for first in &keys {
+            let entries: Vec<&Entry> = overrides
+                .iter()
+                .copied()
+                .filter(|e| e.origin == first.origin && e.key == first.key)
+                .collect();
+            f.problem(
+                "localHelper",
+                Some(host),
+                override_detail(first, &entries),
+                unset_command(first, None),
+            );
+        }
+        if keys.is_empty() {
+            f.ok(
+                "localHelper",
+                Some(host),
+                "no credential.helper of this repository resets or follows ours".into(),
+            );
         }
     }
-    for (scope, origin, key) in &keys {
-        let entries: Vec<&&ConfigEntry> = overrides
-            .iter()
-            .filter(|e| e.origin == *origin && e.key == *key)
-            .collect();
-        let resets = entries
-            .iter()
-            .any(|e| e.value.as_deref().is_none_or(str::is_empty));
-        let others: Vec<String> = entries
-            .iter()
-            .filter_map(|e| e.value.as_deref().filter(|v| !v.is_empty()))
-            .map(|v| format!("`{}`", redact(v)))
-            .collect();
-        let detail = if resets {
-            format!(
-                "{key} in this repository ({scope} {origin}) resets the helper list: git never asks git-credential-molecule here{}",
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(", it asks {} instead", others.join(", "))
-                }
-            )
-        } else {
-            format!(
-                "{key} in this repository ({scope} {origin}) adds {} after git-credential-molecule: if ours fails, it answers with whatever it stored",
-                others.join(", ")
-            )
-        };
-        let fix = entries
-            .first()
-            .map(|e| unset_command(e, None))
-            .unwrap_or_default();
-        f.problem("localHelper", Some(host), detail, fix);
-    }
-    if keys.is_empty() {
-        f.ok(
-            "localHelper",
-            Some(host),
-            "no credential.helper of this repository resets or follows ours".into(),
-        );
+}
+
+/// What the repository's `entries` of one key do to ours.
+fn override_detail(first: &Entry, entries: &[&Entry]) -> String {
+    let (key, whence) = (&first.key, first.whence());
+    let resets = entries
+        .iter()
+        .any(|e| e.value.as_deref().is_none_or(is_reset));
+    let others: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.value.as_deref().filter(|v| !is_reset(v)))
+        .map(|v| format!("`{}`", redact(v)))
+        .collect();
+    if resets {
+        format!(
+            "{key} in this repository ({whence}) resets the helper list: git never asks git-credential-molecule here{}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(", it asks {} instead", others.join(", "))
+            }
+        )
+    } else {
+        format!(
+            "{key} in this repository ({whence}) adds {} after git-credential-molecule: if ours fails, it answers with whatever it stored",
+            others.join(", ")
+        )
     }
 }
 
 /// Token variables exported where tools read them instead of asking.
-fn environment(config: &Config, f: &mut Findings) {
-    for token in config.exported_tokens() {
+pub(super) fn environment(cx: &Context<'_>, f: &mut Findings) {
+    for token in cx.config.exported_tokens() {
         f.problem(
             "environment",
             None,
@@ -513,14 +404,15 @@ fn environment(config: &Config, f: &mut Findings) {
 }
 
 /// gh's stored token for each host gh supports, against the cache's current usable token.
-fn gh(config: &Config, doc: Option<&Document>, now: OffsetDateTime, f: &mut Findings) {
-    let Some(doc) = doc else { return };
-    for host in config
+pub(super) fn gh(cx: &Context<'_>, f: &mut Findings) {
+    let Some(doc) = &cx.doc else { return };
+    for host in cx
+        .config
         .hosts
         .iter()
         .filter(|h| molecule_credential::gh::supports_host(h))
     {
-        let Some(entry) = doc.entries.get(host).filter(|e| e.is_usable(now)) else {
+        let Some(entry) = doc.entries.get(host).filter(|e| e.is_usable(cx.now)) else {
             continue;
         };
         let login = format!(
@@ -567,116 +459,127 @@ fn ask_gh(host: &str) -> Asked {
     // runs it.
     let cmd =
         molecule_credential::gh::command(OsStr::new("gh"), &["auth", "token", "--hostname", host]);
-    match molecule_credential::block_on(child::run(cmd, None, DOCTOR_TIMEOUT, "gh auth token"))
-        .and_then(|r| r)
-    {
-        Err(e) if e.class() == molecule_credential::Class::NotConfigured => Asked::Missing,
-        Err(e) => Asked::Failed(e.to_string()),
-        Ok(out) if !out.status.success() => Asked::Failed(format!(
-            "gh auth token exited {}: {}",
-            out.status.code().unwrap_or(-1),
-            out.stderr_excerpt()
-        )),
-        Ok(out) => {
-            let held = Secret::new(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-            if held.is_empty() {
-                Asked::Failed("gh auth token printed nothing".into())
-            } else {
-                Asked::Holds(held)
+    let out =
+        match molecule_credential::block_on(child::run(cmd, None, DOCTOR_TIMEOUT, "gh auth token"))
+            .and_then(|r| r)
+        {
+            Err(e) if e.class() == molecule_credential::Class::MissingProgram => {
+                return Asked::Missing;
             }
-        }
+            Err(e) => return Asked::Failed(e.to_string()),
+            Ok(out) => out,
+        };
+    if let Some(failed) = out.failed("gh auth token") {
+        return Asked::Failed(failed.to_string());
+    }
+    let held = Secret::new(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    if held.is_empty() {
+        Asked::Failed("gh auth token printed nothing".into())
+    } else {
+        Asked::Holds(held)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gitconfig::Listing;
 
-    fn entry(scope: &str, origin: &str, key: &str, value: &str) -> ConfigEntry {
-        ConfigEntry {
-            scope: scope.into(),
-            origin: origin.into(),
-            key: key.into(),
-            value: Some(value.into()),
-        }
+    /// Entries as git would list them in /work/repo.
+    fn listing(records: &[(&str, &str, &str, &str)]) -> Vec<Entry> {
+        let raw: Vec<u8> = records
+            .iter()
+            .flat_map(|(scope, origin, key, value)| {
+                format!("{scope}\0{origin}\0{key}\n{value}\0").into_bytes()
+            })
+            .collect();
+        Listing::parse(&raw, || "/work/repo".into()).entries
     }
 
     #[test]
-    fn urls_with_credentials() {
-        let u = Url::parse("https://x-access-token:ghs_SECRET@github.com/acme/app.git").unwrap();
-        assert_eq!(u.credential(), Some("ghs_SECRET"));
-        assert_eq!(u.redacted(), "https://***@github.com/acme/app.git");
-        assert_eq!(u.clean(), "https://github.com/acme/app.git");
-        let u = Url::parse("https://ghp_SECRET@github.com/").unwrap();
-        assert_eq!(u.credential(), Some("ghp_SECRET"));
-        let u = Url::parse("https://octocat@github.com/acme/app.git").unwrap();
-        assert_eq!(u.credential(), None, "a user name alone is no credential");
-        let u = Url::parse("https://octocat:@github.com/").unwrap();
-        assert_eq!(u.credential(), None);
+    fn credentials_in_urls() {
+        fn cred(url: &str) -> Option<&str> {
+            Url::parse(url).and_then(|u| credential_in(&u))
+        }
         assert_eq!(
-            Url::parse("git@github.com:acme/app.git").map(|u| u.host),
-            None
+            cred("https://x-access-token:ghs_SECRET@github.com/acme/app.git"),
+            Some("ghs_SECRET")
         );
+        assert_eq!(cred("https://ghp_SECRET@github.com/"), Some("ghp_SECRET"));
+        assert_eq!(
+            cred("https://octocat@github.com/acme/app.git"),
+            None,
+            "a user name alone is no credential"
+        );
+        assert_eq!(cred("https://octocat:@github.com/"), None);
     }
 
     #[test]
     fn fixes_never_name_the_credential() {
-        let e = entry(
+        let e = listing(&[(
             "global",
             "file:/home/a/.gitconfig",
             "url.https://x-access-token:ghs_SECRET@github.com/.insteadof",
             "https://github.com/",
-        );
+        )]);
         assert_eq!(
-            unset_command(&e, None),
+            unset_command(&e[0], None),
             r#"git config --file /home/a/.gitconfig --name-only --get-regexp '^url\.https://[^@/]*@github\.com/\.insteadof$' | while IFS= read -r key; do git config --file /home/a/.gitconfig --unset-all "$key"; done"#
         );
-        assert_eq!(shown_key(&e.key), "url.https://***@github.com/.insteadOf");
-        let e = entry(
-            "local",
-            "file:.git/config",
-            "http.https://github.com/.extraheader",
-            "AUTHORIZATION: basic c2VjcmV0",
-        );
+        assert_eq!(shown_key(&e[0]), "url.https://***@github.com/.insteadOf");
+        let e = listing(&[
+            ("local", "file:.git/config", "core.bare", "false"),
+            (
+                "local",
+                "file:.git/config",
+                "http.https://github.com/.extraheader",
+                "AUTHORIZATION: basic c2VjcmV0",
+            ),
+        ]);
         assert_eq!(
-            unset_command(&e, Some("^AUTHORIZATION:")),
+            unset_command(&e[1], Some("^AUTHORIZATION:")),
             "git config --local --unset-all http.https://github.com/.extraHeader '^AUTHORIZATION:'"
         );
-        let e = entry("command", "command line:", "core.askpass", "/bin/x");
-        assert!(unset_command(&e, None).starts_with("remove core.askPass from the -c options"));
+        let e = listing(&[("command", "command line:", "core.askpass", "/bin/x")]);
+        assert!(unset_command(&e[0], None).starts_with("remove core.askPass from the -c options"));
     }
 
     #[test]
     fn local_helpers_after_ours() {
-        let listing = vec![
-            entry(
+        let entries = listing(&[
+            (
                 "global",
                 "file:/h/.gitconfig",
                 "credential.https://github.com.helper",
                 "",
             ),
-            entry(
+            (
                 "global",
                 "file:/h/.gitconfig",
                 "credential.https://github.com.helper",
                 "/usr/local/bin/git-credential-molecule",
             ),
-            entry("local", "file:.git/config", "credential.helper", ""),
-            entry("local", "file:.git/config", "credential.helper", "store"),
-            entry(
+            ("local", "file:.git/config", "credential.helper", ""),
+            ("local", "file:.git/config", "credential.helper", "store"),
+            (
                 "local",
                 "file:.git/config",
                 "credential.https://gitlab.com.helper",
                 "x",
             ),
-        ];
-        let found: Vec<_> = local_overrides(&listing, "github.com")
+        ]);
+        let found: Vec<_> = local_overrides(&entries, "github.com")
             .iter()
             .map(|e| e.value.clone().unwrap_or_default())
             .collect();
         assert_eq!(found, ["", "store"]);
-        assert!(local_overrides(&listing[..2], "github.com").is_empty());
+        assert!(local_overrides(&entries[..2], "github.com").is_empty());
         // Without ours anywhere there is nothing to override: the helpers check reports it.
-        assert!(local_overrides(&listing[2..], "github.com").is_empty());
+        assert!(local_overrides(&entries[2..], "github.com").is_empty());
+        let overrides = local_overrides(&entries, "github.com");
+        assert_eq!(
+            override_detail(overrides[0], &overrides),
+            "credential.helper in this repository (local file:.git/config) resets the helper list: git never asks git-credential-molecule here, it asks `store` instead"
+        );
     }
 }

@@ -11,53 +11,39 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::configure::{HelperProgram, helper_program, shell_quote};
+use crate::configure::flags_writing_to;
+use crate::gitconfig::Entry;
+use crate::gitconfig::helper_value::{HelperProgram, helper_program, shell_quote};
 
-use super::{Findings, Helper, run_git};
+use super::{Context, Findings, is_ours};
 
-/// Checks each host's helper, asking git about the lookup form at most once.
-#[derive(Default)]
-pub(super) struct Checker {
-    /// Whether `git credential-molecule --version` ran, once asked.
-    lookup_works: Option<bool>,
-}
-
-impl Checker {
-    /// Reports how git starts `ours` (the first of our entries git asks for `host`).
-    pub(super) fn check(&mut self, host: &str, ours: &Helper, f: &mut Findings) {
+/// For each host, how git starts the first of our entries it asks; git is asked about the
+/// lookup form at most once.
+pub(super) fn check(cx: &Context<'_>, f: &mut Findings) {
+    let mut lookup_works = None;
+    for host in &cx.config.hosts {
+        let helpers = cx.configured_helpers(host);
+        let Some(ours) = helpers
+            .iter()
+            .find(|e| e.value.as_deref().is_some_and(is_ours))
+        else {
+            continue;
+        };
+        let value = ours.value.as_deref().unwrap_or_default();
         // Configuring again writes the absolute path of the binary that runs it.
         let configure = format!(
             "{} configure{} --host {host}",
             crate::NAME,
-            configure_scope(&ours.origin)
+            flags_writing_to(ours)
         );
-        match helper_program(&ours.value) {
+        match helper_program(value) {
             Some(HelperProgram::Lookup(_)) => {
-                let works = *self.lookup_works.get_or_insert_with(|| {
-                    run_git(&["credential-molecule", "--version"])
-                        .is_some_and(|o| o.status.success())
+                let works = *lookup_works.get_or_insert_with(|| {
+                    cx.git
+                        .run(&["credential-molecule", "--version"])
+                        .is_ok_and(|o| o.status.success())
                 });
-                if works {
-                    f.advice(
-                        "helperPath",
-                        Some(host),
-                        format!(
-                            "`{}` ({}) makes git start `git credential-molecule` for every lookup: a second git process before the helper runs; an absolute path skips it",
-                            ours.value, ours.origin
-                        ),
-                        configure,
-                    );
-                } else {
-                    f.problem(
-                        "helperPath",
-                        Some(host),
-                        format!(
-                            "`{}` ({}) makes git run `git credential-molecule`, which git cannot find on its exec path or PATH: git never reaches the helper",
-                            ours.value, ours.origin
-                        ),
-                        configure,
-                    );
-                }
+                lookup(host, ours, works, configure, f);
             }
             Some(HelperProgram::Path(path)) => match unusable(&path) {
                 None => f.ok(
@@ -74,7 +60,7 @@ impl Checker {
                     format!(
                         "git is to start {} ({}), which {why}: it cannot, and moves on to a prompt",
                         path.display(),
-                        ours.origin
+                        ours.whence()
                     ),
                     fix.unwrap_or(configure),
                 ),
@@ -86,6 +72,32 @@ impl Checker {
             ),
             None => {}
         }
+    }
+}
+
+/// The lookup form `molecule`: advice when git finds `git credential-molecule` (it costs a
+/// second git process per lookup), a problem when it does not.
+fn lookup(host: &str, ours: &Entry, works: bool, configure: String, f: &mut Findings) {
+    let value = ours.value.as_deref().unwrap_or_default();
+    let whence = ours.whence();
+    if works {
+        f.advice(
+            "helperPath",
+            Some(host),
+            format!(
+                "`{value}` ({whence}) makes git start `git credential-molecule` for every lookup: a second git process before the helper runs; an absolute path skips it"
+            ),
+            configure,
+        );
+    } else {
+        f.problem(
+            "helperPath",
+            Some(host),
+            format!(
+                "`{value}` ({whence}) makes git run `git credential-molecule`, which git cannot find on its exec path or PATH: git never reaches the helper"
+            ),
+            configure,
+        );
     }
 }
 
@@ -121,31 +133,9 @@ fn unusable(path: &Path) -> Option<(String, Option<String>)> {
     })
 }
 
-/// The `configure` flags that write where the entry `origin` (`scope file:PATH`) came from:
-/// none for the global config (configure's default).
-fn configure_scope(origin: &str) -> String {
-    let (scope, source) = origin.split_once(' ').unwrap_or((origin, ""));
-    match (scope, source.strip_prefix("file:")) {
-        ("system", _) => " --system".into(),
-        ("global", _) | (_, None) => String::new(),
-        (_, Some(path)) => format!(" --file {}", shell_quote(path)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn configure_writes_where_the_entry_was() {
-        assert_eq!(configure_scope("system file:/etc/gitconfig"), " --system");
-        assert_eq!(configure_scope("global file:/root/.gitconfig"), "");
-        assert_eq!(
-            configure_scope("local file:.git/config"),
-            " --file .git/config"
-        );
-        assert_eq!(configure_scope("command command line:"), "");
-    }
 
     #[test]
     fn unusable_paths() {

@@ -1,5 +1,6 @@
 //! The human commands: `configure`, `status`, `token`, `exec`.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 use httpmock::prelude::*;
@@ -114,6 +115,45 @@ fn configure_global_writes_the_users_gitconfig() {
     assert_eq!(
         helpers(&sb, &sb.home.join(".gitconfig"), "github.com"),
         ["", BIN]
+    );
+}
+
+/// Without git, `configure` fails as a missing program (exit 69, one line), not as a
+/// configuration error; `doctor` reports it as a problem with its fix and goes on.
+#[test]
+fn configure_and_doctor_without_git_name_the_missing_program() {
+    let mut sb = Sandbox::new();
+    let empty = sb.path("no-git-here");
+    std::fs::create_dir_all(&empty).unwrap();
+    sb.env("PATH", empty.to_str().unwrap());
+    let r = sb.run(&["configure", "--helper", "molecule"], "");
+    r.assert_one_line_error(
+        69,
+        "missing-program: cannot start git config: git not found",
+    );
+
+    let r = sb.run(&["doctor", "--json"], "");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let git = &report["findings"][0];
+    assert_eq!(git["check"], "git");
+    assert_eq!(git["level"], "problem");
+    assert_eq!(
+        git["detail"],
+        "git is not installed (cannot start git: git not found)"
+    );
+    assert_eq!(git["fix"], "install git (apt-get install git)");
+    assert_eq!(report["git_version"], serde_json::Value::Null);
+    // The other checks still ran.
+    let checks: BTreeSet<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains("helpers") && checks.contains("source"),
+        "{checks:?}"
     );
 }
 

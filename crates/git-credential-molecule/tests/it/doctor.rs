@@ -242,10 +242,15 @@ fn git_config(sb: &Sandbox, args: &[&str]) {
 /// Runs a printed fix as the user would: in sh, in the repository, with the sandbox's
 /// environment.
 fn apply(sb: &Sandbox, fix: &str) {
+    apply_in(sb, &sb.path("repo"), fix);
+}
+
+/// [`apply`] in `dir`.
+fn apply_in(sb: &Sandbox, dir: &Path, fix: &str) {
     let probe = sb.command(&[]);
     let out = Command::new("sh")
         .args(["-c", fix])
-        .current_dir(sb.path("repo"))
+        .current_dir(dir)
         .env_clear()
         .envs(probe.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .output()
@@ -477,6 +482,96 @@ fn doctor_finds_every_bypass_and_is_clean_after_its_fixes() {
         "ok  localHelper github.com: no credential.helper of this repository resets or follows ours",
     ] {
         assert!(r.stdout.lines().any(|l| l == line), "{line}:\n{}", r.stdout);
+    }
+}
+
+/// The fixes doctor prints work where it ran: from a subdirectory of the repository and from
+/// a linked worktree, where git names the repository's config by a relative path that is no
+/// file there. Entries in the repository's config (`--local`), in a file it includes by a
+/// relative path (`--file` with the absolute path), and in the worktree's own config
+/// (`--worktree`).
+#[test]
+fn doctor_fixes_work_from_a_subdirectory_and_a_linked_worktree() {
+    let platform = MockServer::start();
+    let mut sb = Sandbox::new();
+    healthy(&mut sb, &platform);
+    let repo = sb.path("repo");
+    let sub = repo.join("sub dir");
+    let worktree = sb.path("wt");
+    std::fs::create_dir_all(&sub).unwrap();
+    let home = sb.home.clone();
+    let in_repo = |args: &[&str]| {
+        let ok = gitcmd::git(&home)
+            .current_dir(&repo)
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    in_repo(&["commit", "-q", "--allow-empty", "-m", "x"]);
+    in_repo(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
+    in_repo(&["config", "extensions.worktreeConfig", "true"]);
+    let included = sb.path("shared dir/creds.cfg");
+    std::fs::create_dir_all(included.parent().unwrap()).unwrap();
+    let header = sb.secret("ghs_PLANTEDincludedHeader0123456789");
+    let plant = || {
+        in_repo(&["config", "core.askPass", "/usr/local/bin/planted-askpass"]);
+        std::fs::write(
+            &included,
+            format!(
+                "[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: bearer {header}\n"
+            ),
+        )
+        .unwrap();
+        in_repo(&["config", "include.path", "../../shared dir/creds.cfg"]);
+    };
+    // git reads the include relative to .git, and doctor prints it absolute.
+    let included_as_git_names_it = format!("'{}/.git/../../shared dir/creds.cfg'", repo.display());
+    let expected = |worktree_helper: bool| {
+        let mut fixes = vec![
+            (
+                "extraHeader".to_owned(),
+                format!(
+                    "git config --file {included_as_git_names_it} --unset-all http.https://github.com/.extraHeader '^AUTHORIZATION:'"
+                ),
+            ),
+            (
+                "askPass".to_owned(),
+                "git config --local --unset-all core.askPass".to_owned(),
+            ),
+        ];
+        if worktree_helper {
+            fixes.push((
+                "localHelper".to_owned(),
+                "git config --worktree --unset-all credential.helper".to_owned(),
+            ));
+        }
+        fixes
+    };
+
+    for (dir, own_helper) in [(&sub, false), (&worktree, true)] {
+        plant();
+        if own_helper {
+            // The linked worktree resets the helper list in its own config.
+            let ok = gitcmd::git(&home)
+                .current_dir(dir)
+                .args(["config", "--worktree", "credential.helper", ""])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        }
+        sb.cwd(dir);
+        let (code, report) = doctor(&sb);
+        assert_eq!(code, 1);
+        assert_eq!(problems(&report), expected(own_helper), "{report:#}");
+        sb.assert_no_secret(&report.to_string());
+        for (_, fix) in expected(own_helper) {
+            apply_in(&sb, dir, &fix);
+        }
+        let (code, report) = doctor(&sb);
+        assert_eq!((code, problems(&report)), (0, vec![]), "{report:#}");
     }
 }
 

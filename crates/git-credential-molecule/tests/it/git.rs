@@ -289,7 +289,7 @@ fn git_2_46_and_later_store_nothing_after_an_ephemeral_answer() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stored = std::fs::read_to_string(&store).unwrap_or_default();
-        if git_credential_molecule::doctor::parse_git_version(&v) >= Some((2, 46)) {
+        if git_credential_molecule::gitconfig::parse_version(&v) >= Some((2, 46)) {
             assert!(
                 stored.is_empty(),
                 "{v}: store kept the token after an ephemeral answer"

@@ -16,6 +16,7 @@ mod exec;
 mod faults;
 mod flags;
 mod git;
+mod gitconfig;
 mod github_app;
 mod hotpath;
 mod platform;
