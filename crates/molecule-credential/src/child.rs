@@ -23,6 +23,8 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Standard error (capped).
     pub stderr: Vec<u8>,
+    /// Whether a stream went past the cap (the child was then killed, and the stream cut).
+    pub overflowed: bool,
 }
 
 impl std::fmt::Debug for Output {
@@ -31,11 +33,13 @@ impl std::fmt::Debug for Output {
             status,
             stdout,
             stderr,
+            overflowed,
         } = self;
         f.debug_struct("Output")
             .field("status", status)
             .field("stdout", &format_args!("<{} bytes>", stdout.len()))
             .field("stderr", &format_args!("<{} bytes>", stderr.len()))
+            .field("overflowed", overflowed)
             .finish()
     }
 }
@@ -68,6 +72,19 @@ pub async fn run(
     timeout: Duration,
     what: &str,
 ) -> Result<Output> {
+    run_capped(command, stdin, timeout, MAX_OUTPUT, what).await
+}
+
+/// [`run`] keeping at most `cap` bytes of each stream: a child that prints more is killed at
+/// once (rather than left blocked on a full pipe until the deadline), and its output is
+/// marked [`Output::overflowed`].
+pub async fn run_capped(
+    command: impl Into<Command>,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    cap: u64,
+    what: &str,
+) -> Result<Output> {
     let mut command: Command = command.into();
     command
         .stdin(if stdin.is_some() {
@@ -98,14 +115,8 @@ pub async fn run(
             }
             drop(input.take());
         };
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut out_capped = (&mut out).take(MAX_OUTPUT);
-        let mut err_capped = (&mut err).take(MAX_OUTPUT);
-        let read_out = out_capped.read_to_end(&mut stdout);
-        let read_err = err_capped.read_to_end(&mut stderr);
-        let ((), r1, r2) = tokio::join!(feed, read_out, read_err);
-        r1.and(r2)
+        let ((), read) = tokio::join!(feed, read_capped(&mut child, &mut out, &mut err, cap));
+        let (stdout, stderr, overflowed) = read
             .map_err(|e| Error::new(Class::LocalConfig, format!("reading {what}'s output: {e}")))?;
         let status = child
             .wait()
@@ -115,6 +126,7 @@ pub async fn run(
             status,
             stdout,
             stderr,
+            overflowed,
         })
     };
     match tokio::time::timeout(timeout, body).await {
@@ -127,6 +139,46 @@ pub async fn run(
             ),
         )),
     }
+}
+
+/// Reads both streams of `child`, at most `cap` bytes each. A stream that goes past the cap
+/// gets the child killed at once, and the other stream is read no further: the child (or a
+/// process it started, which a kill does not reach) may be blocked on a full pipe and would
+/// never close it. Returns the streams and whether one overflowed.
+async fn read_capped(
+    child: &mut tokio::process::Child,
+    out: &mut (impl tokio::io::AsyncRead + Unpin),
+    err: &mut (impl tokio::io::AsyncRead + Unpin),
+    cap: u64,
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    // One byte past the cap tells a stream that overflowed from one that filled it.
+    let past = |read: std::io::Result<usize>| read.map(|n| n as u64 > cap);
+    let overflowed = {
+        let mut out_capped = out.take(cap + 1);
+        let mut err_capped = err.take(cap + 1);
+        let read_out = out_capped.read_to_end(&mut stdout);
+        let read_err = err_capped.read_to_end(&mut stderr);
+        tokio::pin!(read_out, read_err);
+        let (first, out_first) = tokio::select! {
+            read = &mut read_out => (past(read)?, true),
+            read = &mut read_err => (past(read)?, false),
+        };
+        first
+            || if out_first {
+                past(read_err.await)?
+            } else {
+                past(read_out.await)?
+            }
+    };
+    if overflowed {
+        // Already exited, or gone by the time it is waited for; what it started gets EPIPE.
+        let _ = child.start_kill();
+    }
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    stdout.truncate(cap);
+    stderr.truncate(cap);
+    Ok((stdout, stderr, overflowed))
 }
 
 #[cfg(test)]
@@ -190,6 +242,25 @@ mod tests {
         let shown = format!("{out:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("stdout: <11 bytes>"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_child_printing_past_the_cap_is_cut_and_killed() {
+        let start = std::time::Instant::now();
+        let out = run_capped(sh("yes"), None, Duration::from_secs(20), 4096, "yes")
+            .await
+            .unwrap();
+        assert!(out.overflowed);
+        assert_eq!(out.stdout.len(), 4096);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not left to the deadline"
+        );
+        let out = run_capped(sh("printf 1234"), None, Duration::from_secs(5), 4, "printf")
+            .await
+            .unwrap();
+        assert!(!out.overflowed, "exactly the cap is not past it");
+        assert_eq!(out.stdout, b"1234");
     }
 
     #[test]

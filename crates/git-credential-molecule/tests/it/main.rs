@@ -22,6 +22,7 @@ mod platform;
 mod props;
 mod protocol;
 mod secrecy;
+mod signer;
 mod stampede;
 mod support;
 mod waits;
