@@ -252,6 +252,7 @@ struct State {
     requests: Mutex<Vec<RequestRecord>>,
     discoveries: AtomicU64,
     revoked: AtomicU64,
+    revocation_schemes: Mutex<Vec<String>>,
     issuers: Mutex<Vec<String>>,
     rejections: Mutex<Vec<String>>,
     issued: Mutex<Vec<IssuedInfo>>,
@@ -289,6 +290,7 @@ impl GithubApi {
             requests: Mutex::new(Vec::new()),
             discoveries: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
+            revocation_schemes: Mutex::new(Vec::new()),
             issuers: Mutex::new(Vec::new()),
             rejections: Mutex::new(Vec::new()),
             issued: Mutex::new(Vec::new()),
@@ -363,6 +365,12 @@ impl GithubApi {
     /// Installation tokens revoked through `DELETE /installation/token`.
     pub fn revoked(&self) -> u64 {
         self.state.revoked.load(Ordering::Relaxed)
+    }
+
+    /// The `Authorization` scheme of each revocation, lower-case, in order (`bearer`,
+    /// `token`).
+    pub fn revocation_schemes(&self) -> Vec<String> {
+        lock(&self.state.revocation_schemes).clone()
     }
 
     /// The `iss` of each JWT accepted so far, as text, in order: the App id or the client ID.
@@ -657,6 +665,14 @@ fn route(state: &State, request: &Request, path: &str) -> Response<Body> {
             };
             state.authority.revoke(token);
             state.revoked.fetch_add(1, Ordering::Relaxed);
+            let scheme = request
+                .headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .map(|(scheme, _)| scheme.to_ascii_lowercase())
+                .unwrap_or_default();
+            lock(&state.revocation_schemes).push(scheme);
             let mut response = Response::new(server::full(bytes::Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
@@ -1648,6 +1664,7 @@ mod tests {
         );
         assert_eq!(jwt.status, 401);
         assert_eq!(api.revoked(), 2);
+        assert_eq!(api.revocation_schemes(), ["token", "bearer"]);
         let listed = call(
             &api,
             "GET",

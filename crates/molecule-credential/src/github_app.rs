@@ -12,7 +12,8 @@
 //!   and permissions; the answer's `expires_at` drives the cache as the platform's does.
 //! - `GET /orgs/{owner}/installation`, then `GET /users/{owner}/installation`, discover which
 //!   installation serves an owner.
-//! - `DELETE /installation/token` revokes a token.
+//! - `DELETE /installation/token` revokes a token, sent as `Authorization: Bearer <token>`
+//!   (which works for every token shape).
 //!
 //! Signing uses ring (already in the tree through rustls): no JWT crate needed.
 
@@ -401,11 +402,12 @@ impl AppClient {
         .with_status(404))
     }
 
-    /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself).
+    /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself as
+    /// `Bearer`, which GitHub takes for every token shape).
     pub async fn revoke(&self, api: &str, token: &Secret<String>) -> Result<()> {
         let url = format!("{api}/installation/token");
         let mut authorization =
-            reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| Error::new(Class::LocalConfig, "the token cannot go in a header"))?;
         // Kept out of any header dump (reqwest's Debug, HTTP/2 indexing): it is a live token.
         authorization.set_sensitive(true);
