@@ -45,23 +45,36 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
-    /// The last line of stderr, redacted and shortened: what errors may quote.
+    /// Stderr as one line, redacted and shortened: what errors may quote ([`excerpt`]).
     pub fn stderr_excerpt(&self) -> String {
         excerpt(&self.stderr)
     }
 }
 
-/// The last non-empty line of `bytes`, redacted, at most 200 characters.
+/// Most characters of an excerpt.
+const EXCERPT_CHARS: usize = 200;
+
+/// `bytes` as one line: its non-empty lines joined with ` | `, redacted, and when longer than
+/// 200 characters its beginning and end around ` … ` (the headline and the final cause: gh
+/// puts its error first and a hint last, a traceback ends with its exception). Redaction comes
+/// before the cut, so a cut can never leave a token's body without the prefix that marks it.
 pub fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
+    let text = redact(&text);
     let line = text
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let line: String = line.chars().take(200).collect();
-    redact(&line).into_owned()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= EXCERPT_CHARS {
+        return line;
+    }
+    let half = EXCERPT_CHARS / 2;
+    let head: String = chars[..half].iter().collect();
+    let tail: String = chars[chars.len() - (half - 3)..].iter().collect();
+    format!("{head} … {tail}")
 }
 
 /// Runs `command` with `stdin` (the only way a secret may reach a child), waiting at most
@@ -264,10 +277,45 @@ mod tests {
     }
 
     #[test]
-    fn excerpt_redacts() {
+    fn excerpt_is_one_redacted_line() {
         assert_eq!(
-            excerpt(b"first\nerror: bad token ghs_abcdef\n\n"),
-            "error: bad token ghs_[REDACTED]"
+            excerpt(b"first\n\n  error: bad token ghs_abcdef \n\n"),
+            "first | error: bad token ghs_[REDACTED]"
         );
+        // gh 2.23 on a refused token: the cause first, a hint last.
+        assert_eq!(
+            excerpt(
+                b"error validating token: HTTP 401: Bad credentials (https://localhost/api/v3/)\n\
+                  Try authenticating with:  gh auth login\n"
+            ),
+            "error validating token: HTTP 401: Bad credentials (https://localhost/api/v3/) | \
+             Try authenticating with:  gh auth login"
+        );
+    }
+
+    #[test]
+    fn a_long_excerpt_keeps_both_ends_and_no_piece_of_a_token() {
+        // A 2026 token (~520 characters with `.`, `_`, `-`) in the middle of a long message:
+        // cut first and redacted after, the end would have kept its body without its prefix.
+        let token = format!("ghs_{}", "aB3._-xY9".repeat(58));
+        let text = format!(
+            "error: {} refused {token} because {}: the end",
+            "x".repeat(80),
+            "y".repeat(200)
+        );
+        let e = excerpt(text.as_bytes());
+        assert_eq!(e.chars().count(), 200);
+        assert!(
+            e.starts_with("error: xxx") && e.ends_with("yyy: the end"),
+            "{e}"
+        );
+        for i in 4..token.len() - 20 {
+            assert!(
+                !e.contains(&token[i..i + 20]),
+                "a piece of the token in {e}"
+            );
+        }
+        let e = excerpt(format!("{}{token}", "z".repeat(150)).as_bytes());
+        assert!(e.ends_with("ghs_[REDACTED]"), "{e}");
     }
 }
