@@ -99,8 +99,9 @@ const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 /// The throw-away App private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`, the format GitHub
 /// issues App keys in). Published on purpose; it signs nothing real.
 ///
-/// A git checkout leaves the fixture readable by others, which the helper refuses for a key
-/// file; this is a private (0600) copy beside the running test binary, made once.
+/// A git checkout leaves the fixture readable by others, which the helper warns about for a
+/// key file (it uses it all the same); this is a private (0600) copy beside the running test
+/// binary, made once, so tests see no warning they did not ask for.
 pub fn test_app_key_path() -> PathBuf {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {

@@ -491,8 +491,8 @@ pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
 mod tests {
     use super::*;
 
-    /// A private copy of the test key (the checkout's is readable by others, which key files
-    /// may not be).
+    /// A private copy of the test key (the checkout's is readable by others, which is warned
+    /// about).
     fn key_path() -> (tempfile::TempDir, std::path::PathBuf) {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -584,6 +584,15 @@ mod tests {
         assert_eq!(key.issuer, Issuer::ClientId("Iv23liXyz".into()));
         assert!(matches!(key.signing, Signing::Command(_)));
         assert!(app(Some(1), None, true, false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_key_others_can_read_is_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, path) = key_path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let key = AppKey::load(Issuer::AppId(7), &path).unwrap();
+        assert!(key.jwt(OffsetDateTime::now_utc()).await.is_ok());
     }
 
     #[test]
