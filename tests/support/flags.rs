@@ -5,10 +5,8 @@
 
 use molecule_credential::config::setting::{self, FlagKind, Setting, Visit};
 
+use crate::leak::piece;
 use crate::table::Case;
-
-/// How long a piece of a value may appear in output before it counts as echoed.
-pub const ECHO_WINDOW: usize = 20;
 
 /// One flag, and a token-shaped value it refuses.
 #[derive(Clone, Debug)]
@@ -87,14 +85,6 @@ pub fn bad_flags(secret: &str) -> (Vec<BadFlag>, Vec<&'static str>) {
     (walk.bad, walk.any_value)
 }
 
-/// The first piece of `value` of [`ECHO_WINDOW`] characters found in `text`, if any.
-pub fn echoed<'v>(value: &'v str, text: &str) -> Option<&'v str> {
-    let bytes = value.as_bytes();
-    (0..=bytes.len().saturating_sub(ECHO_WINDOW))
-        .filter_map(|i| value.get(i..(i + ECHO_WINDOW).min(value.len())))
-        .find(|piece| text.contains(piece))
-}
-
 /// Checks the output of a run given `bad` as a flag: exit 2, nothing on stdout, the flag
 /// named on stderr, and no piece of the value anywhere.
 pub fn check_usage_error(case: &mut Case<'_>, bad: &BadFlag, code: Option<i32>, out: &Output) {
@@ -120,8 +110,8 @@ pub fn check_warning(case: &mut Case<'_>, bad: &BadFlag, out: &Output) {
 
 fn check_not_echoed(case: &mut Case<'_>, bad: &BadFlag, out: &Output) {
     let all = format!("{}{}", out.stdout, out.stderr);
-    case.check(echoed(&bad.value, &all).is_none(), || {
-        format!("the value was echoed: {:?}", echoed(&bad.value, &all))
+    case.check(piece(&bad.value, &all).is_none(), || {
+        format!("the value was echoed: {:?}", piece(&bad.value, &all))
     });
 }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{Method, Response, StatusCode};
@@ -32,6 +32,7 @@ pub(crate) struct State {
     authority: TokenAuthority,
     ok: AtomicU64,
     unauthorized: AtomicU64,
+    echo_rejected: AtomicBool,
 }
 
 impl GheServer {
@@ -66,6 +67,12 @@ impl GheServer {
     pub fn unauthorized(&self) -> u64 {
         self.state.unauthorized.load(Ordering::Relaxed)
     }
+
+    /// From now on, a 401's message quotes the token it refused, as a careless server or
+    /// proxy might: gh then prints the token back on its stderr (for the redaction tests).
+    pub fn echo_rejected_tokens(&self) {
+        self.state.echo_rejected.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Fresh API state, for a server that also serves the API (see
@@ -75,6 +82,7 @@ pub(crate) fn api_state(authority: TokenAuthority) -> Arc<State> {
         authority,
         ok: AtomicU64::new(0),
         unauthorized: AtomicU64::new(0),
+        echo_rejected: AtomicBool::new(false),
     })
 }
 
@@ -83,11 +91,14 @@ pub(crate) fn handle(state: &State, request: &Request) -> Response<Body> {
     let token = bearer_or_token(&request.headers);
     if !token.is_some_and(|token| state.authority.is_valid(token)) {
         state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let message = match token {
+            Some(token) if state.echo_rejected.load(Ordering::Relaxed) => {
+                format!("Bad credentials: {token}")
+            }
+            _ => "Bad credentials".to_owned(),
+        };
         return with_github_headers(
-            server::json(
-                StatusCode::UNAUTHORIZED,
-                &json!({ "message": "Bad credentials" }),
-            ),
+            server::json(StatusCode::UNAUTHORIZED, &json!({ "message": message })),
             false,
         );
     }
@@ -284,5 +295,13 @@ mod gh_tests {
             "a failed login replaced the stored token"
         );
         assert!(!hosts.contains("ghs_not_a_valid_token"));
+        // gh prints the server's message: with the token in it, gh prints the token back.
+        ghe.echo_rejected_tokens();
+        let output = login(&home, &ca, "ghs_echoed_back_by_the_server");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("ghs_echoed_back_by_the_server"),
+            "{stderr}"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! - `Authorization: Bearer <jwt>`, header `alg` exactly `RS256` (no `none`, no HMAC),
 //!   signature checked with the App's public key;
-//! - `iss` the App id, as a JSON number or a decimal string;
+//! - `iss` the App id, as a JSON number or a decimal string, or the App's client ID (GitHub
+//!   takes either, and recommends the client ID);
 //! - `iat` an integer not after the server's now (leeway [`JWT_IAT_LEEWAY_SECS`]);
 //! - `exp` an integer after the server's now and at most [`JWT_MAX_EXP_AHEAD_SECS`] ahead
 //!   of it. GitHub bounds how far `exp` lies in the future, not `exp - iat`: its own
@@ -98,8 +99,9 @@ const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 /// The throw-away App private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`, the format GitHub
 /// issues App keys in). Published on purpose; it signs nothing real.
 ///
-/// A git checkout leaves the fixture readable by others, which the helper refuses for a key
-/// file; this is a private (0600) copy beside the running test binary, made once.
+/// A git checkout leaves the fixture readable by others, which the helper warns about for a
+/// key file (it uses it all the same); this is a private (0600) copy beside the running test
+/// binary, made once, so tests see no warning they did not ask for.
 pub fn test_app_key_path() -> PathBuf {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
@@ -167,11 +169,16 @@ pub struct Installation {
     pub repositories: Vec<String>,
 }
 
+/// The test App's client ID, the other `iss` the stand-in accepts.
+pub const APP_CLIENT_ID: &str = "Iv23liMoleculeTest01";
+
 /// How the stand-in is configured.
 #[derive(Clone, Debug)]
 pub struct GithubApiOptions {
-    /// The App id JWTs must carry as `iss`.
+    /// The App id JWTs may carry as `iss`.
     pub app_id: u64,
+    /// The App's client ID, which JWTs may carry as `iss` instead.
+    pub client_id: String,
     /// The App's public key, PEM: SPKI (`BEGIN PUBLIC KEY`) or PKCS#1
     /// (`BEGIN RSA PUBLIC KEY`).
     pub public_key_pem_path: PathBuf,
@@ -191,6 +198,7 @@ impl Default for GithubApiOptions {
     fn default() -> Self {
         GithubApiOptions {
             app_id: 424_242,
+            client_id: APP_CLIENT_ID.to_owned(),
             public_key_pem_path: test_app_public_key_path(),
             installations: Vec::new(),
             token_ttl: Duration::from_secs(3600),
@@ -245,6 +253,8 @@ struct State {
     requests: Mutex<Vec<RequestRecord>>,
     discoveries: AtomicU64,
     revoked: AtomicU64,
+    revocation_schemes: Mutex<Vec<String>>,
+    issuers: Mutex<Vec<String>>,
     rejections: Mutex<Vec<String>>,
     issued: Mutex<Vec<IssuedInfo>>,
 }
@@ -281,6 +291,8 @@ impl GithubApi {
             requests: Mutex::new(Vec::new()),
             discoveries: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
+            revocation_schemes: Mutex::new(Vec::new()),
+            issuers: Mutex::new(Vec::new()),
             rejections: Mutex::new(Vec::new()),
             issued: Mutex::new(Vec::new()),
             opts,
@@ -354,6 +366,17 @@ impl GithubApi {
     /// Installation tokens revoked through `DELETE /installation/token`.
     pub fn revoked(&self) -> u64 {
         self.state.revoked.load(Ordering::Relaxed)
+    }
+
+    /// The `Authorization` scheme of each revocation, lower-case, in order (`bearer`,
+    /// `token`).
+    pub fn revocation_schemes(&self) -> Vec<String> {
+        lock(&self.state.revocation_schemes).clone()
+    }
+
+    /// The `iss` of each JWT accepted so far, as text, in order: the App id or the client ID.
+    pub fn jwt_issuers(&self) -> Vec<String> {
+        lock(&self.state.issuers).clone()
     }
 
     /// Reason codes of the JWTs rejected so far, in order: `missing`, `malformed`,
@@ -516,9 +539,14 @@ impl JwtRejection {
     }
 }
 
-/// Verifies `jwt` for App `app_id` with RSAPublicKey DER `public_key` at server time `now`
-/// (Unix seconds), in the order of the module documentation.
-fn verify_jwt(jwt: &str, app_id: u64, public_key: &[u8], now: i64) -> Result<(), JwtRejection> {
+/// Verifies `jwt` for the App of `opts` with RSAPublicKey DER `public_key` at server time
+/// `now` (Unix seconds), in the order of the module documentation. Returns the `iss`.
+fn verify_jwt(
+    jwt: &str,
+    opts: &GithubApiOptions,
+    public_key: &[u8],
+    now: i64,
+) -> Result<String, JwtRejection> {
     let mut parts = jwt.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -542,14 +570,15 @@ fn verify_jwt(jwt: &str, app_id: u64, public_key: &[u8], now: i64) -> Result<(),
     if header_json.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(JwtRejection::BadAlg);
     }
-    let iss_matches = match claims.get("iss") {
-        Some(Value::Number(number)) => number.as_u64() == Some(app_id),
-        Some(Value::String(text)) => text.parse::<u64>().ok() == Some(app_id),
-        _ => false,
+    let iss = match claims.get("iss") {
+        Some(Value::Number(number)) if number.as_u64() == Some(opts.app_id) => number.to_string(),
+        Some(Value::String(text))
+            if text.parse::<u64>().ok() == Some(opts.app_id) || *text == opts.client_id =>
+        {
+            text.clone()
+        }
+        _ => return Err(JwtRejection::WrongIss),
     };
-    if !iss_matches {
-        return Err(JwtRejection::WrongIss);
-    }
     let signing_input = &jwt[..header.len() + 1 + payload.len()];
     UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key)
         .verify(signing_input.as_bytes(), &signature)
@@ -563,7 +592,7 @@ fn verify_jwt(jwt: &str, app_id: u64, public_key: &[u8], now: i64) -> Result<(),
     match claims.get("exp").and_then(Value::as_i64) {
         Some(exp) if exp <= now => Err(JwtRejection::Expired),
         Some(exp) if exp > now + JWT_MAX_EXP_AHEAD_SECS => Err(JwtRejection::ExpTooFar),
-        Some(_) => Ok(()),
+        Some(_) => Ok(iss),
         None => Err(JwtRejection::Expired),
     }
 }
@@ -637,6 +666,14 @@ fn route(state: &State, request: &Request, path: &str) -> Response<Body> {
             };
             state.authority.revoke(token);
             state.revoked.fetch_add(1, Ordering::Relaxed);
+            let scheme = request
+                .headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .map(|(scheme, _)| scheme.to_ascii_lowercase())
+                .unwrap_or_default();
+            lock(&state.revocation_schemes).push(scheme);
             let mut response = Response::new(server::full(bytes::Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
@@ -690,14 +727,17 @@ fn with_jwt(
             None => Err(JwtRejection::Malformed),
             Some(jwt) => verify_jwt(
                 jwt,
-                state.opts.app_id,
+                &state.opts,
                 &state.public_key,
                 state.now().unix_timestamp(),
             ),
         },
     };
     match verdict {
-        Ok(()) => answer(),
+        Ok(iss) => {
+            lock(&state.issuers).push(iss);
+            answer()
+        }
         Err(rejection) => {
             lock(&state.rejections).push(rejection.code().to_owned());
             error(StatusCode::UNAUTHORIZED, rejection.message())
@@ -1134,20 +1174,33 @@ mod tests {
     fn jwt_time_boundaries() {
         let key = load_public_key(&test_app_public_key_path());
         let signer = Signer::app();
+        let opts = options();
         let now = 1_700_000_000;
-        let verify = |iat: i64, exp: i64| verify_jwt(&signer.jwt(iat, exp), APP_ID, &key, now);
-        assert_eq!(verify(now, now + 600), Ok(()));
-        assert_eq!(verify(now - 3600, now + 1), Ok(()), "only exp is bounded");
+        let id = Ok(APP_ID.to_string());
+        let verify = |iat: i64, exp: i64| verify_jwt(&signer.jwt(iat, exp), &opts, &key, now);
+        assert_eq!(verify(now, now + 600), id);
+        assert_eq!(verify(now - 3600, now + 1), id, "only exp is bounded");
         assert_eq!(verify(now + 1, now + 300), Err(JwtRejection::IatFuture));
         assert_eq!(verify(now - 60, now), Err(JwtRejection::Expired));
         assert_eq!(verify(now - 60, now + 601), Err(JwtRejection::ExpTooFar));
         let string_iss =
             signer.claims(&json!({ "iss": APP_ID.to_string(), "iat": now, "exp": now + 60 }));
-        assert_eq!(verify_jwt(&string_iss, APP_ID, &key, now), Ok(()));
+        assert_eq!(verify_jwt(&string_iss, &opts, &key, now), id);
         let float_iat = signer.claims(&json!({ "iss": APP_ID, "iat": 1.7e9, "exp": now + 60 }));
         assert_eq!(
-            verify_jwt(&float_iat, APP_ID, &key, now),
+            verify_jwt(&float_iat, &opts, &key, now),
             Err(JwtRejection::IatFuture)
+        );
+        // The client ID is an issuer too; another App's is not.
+        let by_client_id =
+            |iss: &str| signer.claims(&json!({ "iss": iss, "iat": now, "exp": now + 60 }));
+        assert_eq!(
+            verify_jwt(&by_client_id(APP_CLIENT_ID), &opts, &key, now),
+            Ok(APP_CLIENT_ID.to_owned())
+        );
+        assert_eq!(
+            verify_jwt(&by_client_id("Iv23liSomeoneElse000"), &opts, &key, now),
+            Err(JwtRejection::WrongIss)
         );
     }
 
@@ -1612,6 +1665,7 @@ mod tests {
         );
         assert_eq!(jwt.status, 401);
         assert_eq!(api.revoked(), 2);
+        assert_eq!(api.revocation_schemes(), ["token", "bearer"]);
         let listed = call(
             &api,
             "GET",

@@ -11,6 +11,7 @@
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
 //! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
 //! - [`flags`]: a token-shaped bad value for every configuration flag of the settings table.
+//! - [`leak`]: whether any 20-character piece of a secret reached some output.
 //! - [`stuck`]: locks held by a stopped process, and non-regular files where a file belongs.
 //! - [`table`]: table-driven tests that run every case and report every failure.
 //! - [`gitcmd`]: a `git` command isolated from the machine's configuration.
@@ -26,6 +27,7 @@ pub mod ghe;
 pub mod git_server;
 pub mod gitcmd;
 pub mod github_api;
+pub mod leak;
 pub mod netns;
 pub mod platform;
 mod server;

@@ -26,6 +26,8 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Standard error (capped).
     pub stderr: Vec<u8>,
+    /// Whether a stream went past the cap (the child was then killed, and the stream cut).
+    pub overflowed: bool,
 }
 
 impl std::fmt::Debug for Output {
@@ -34,17 +36,19 @@ impl std::fmt::Debug for Output {
             status,
             stdout,
             stderr,
+            overflowed,
         } = self;
         f.debug_struct("Output")
             .field("status", status)
             .field("stdout", &format_args!("<{} bytes>", stdout.len()))
             .field("stderr", &format_args!("<{} bytes>", stderr.len()))
+            .field("overflowed", overflowed)
             .finish()
     }
 }
 
 impl Output {
-    /// The last line of stderr, redacted and shortened: what errors may quote.
+    /// Stderr as one line, redacted and shortened: what errors may quote ([`excerpt`]).
     pub fn stderr_excerpt(&self) -> String {
         excerpt(&self.stderr)
     }
@@ -114,17 +118,30 @@ fn spawn_error(program: &std::ffi::OsStr, what: &str, e: std::io::Error) -> Erro
     }
 }
 
-/// The last non-empty line of `bytes`, redacted, at most 200 characters.
+/// Most characters of an excerpt.
+const EXCERPT_CHARS: usize = 200;
+
+/// `bytes` as one line: its non-empty lines joined with ` | `, redacted, and when longer than
+/// 200 characters its beginning and end around ` … ` (the headline and the final cause: gh
+/// puts its error first and a hint last, a traceback ends with its exception). Redaction comes
+/// before the cut, so a cut can never leave a token's body without the prefix that marks it.
 pub fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
+    let text = redact(&text);
     let line = text
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let line: String = line.chars().take(200).collect();
-    redact(&line).into_owned()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= EXCERPT_CHARS {
+        return line;
+    }
+    let half = EXCERPT_CHARS / 2;
+    let head: String = chars[..half].iter().collect();
+    let tail: String = chars[chars.len() - (half - 3)..].iter().collect();
+    format!("{head} … {tail}")
 }
 
 /// Runs `command` with `stdin` (the only way a secret may reach a child), waiting at most
@@ -133,6 +150,19 @@ pub async fn run(
     command: impl Into<Command>,
     stdin: Option<&[u8]>,
     timeout: Duration,
+    what: &str,
+) -> Result<Output> {
+    run_capped(command, stdin, timeout, MAX_OUTPUT, what).await
+}
+
+/// [`run`] keeping at most `cap` bytes of each stream: a child that prints more is killed at
+/// once (rather than left blocked on a full pipe until the deadline), and its output is
+/// marked [`Output::overflowed`].
+pub async fn run_capped(
+    command: impl Into<Command>,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    cap: u64,
     what: &str,
 ) -> Result<Output> {
     let mut command: Command = command.into();
@@ -160,14 +190,8 @@ pub async fn run(
             }
             drop(input.take());
         };
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut out_capped = (&mut out).take(MAX_OUTPUT);
-        let mut err_capped = (&mut err).take(MAX_OUTPUT);
-        let read_out = out_capped.read_to_end(&mut stdout);
-        let read_err = err_capped.read_to_end(&mut stderr);
-        let ((), r1, r2) = tokio::join!(feed, read_out, read_err);
-        r1.and(r2).map_err(|e| {
+        let ((), read) = tokio::join!(feed, read_capped(&mut child, &mut out, &mut err, cap));
+        let (stdout, stderr, overflowed) = read.map_err(|e| {
             Error::new(Class::LocalConfig, format!("reading {what}'s output: {e}")).with_source(e)
         })?;
         let status = child.wait().await.map_err(|e| {
@@ -177,6 +201,7 @@ pub async fn run(
             status,
             stdout,
             stderr,
+            overflowed,
         })
     };
     match tokio::time::timeout(timeout, body).await {
@@ -189,6 +214,46 @@ pub async fn run(
             ),
         )),
     }
+}
+
+/// Reads both streams of `child`, at most `cap` bytes each. A stream that goes past the cap
+/// gets the child killed at once, and the other stream is read no further: the child (or a
+/// process it started, which a kill does not reach) may be blocked on a full pipe and would
+/// never close it. Returns the streams and whether one overflowed.
+async fn read_capped(
+    child: &mut tokio::process::Child,
+    out: &mut (impl tokio::io::AsyncRead + Unpin),
+    err: &mut (impl tokio::io::AsyncRead + Unpin),
+    cap: u64,
+) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    // One byte past the cap tells a stream that overflowed from one that filled it.
+    let past = |read: std::io::Result<usize>| read.map(|n| n as u64 > cap);
+    let overflowed = {
+        let mut out_capped = out.take(cap + 1);
+        let mut err_capped = err.take(cap + 1);
+        let read_out = out_capped.read_to_end(&mut stdout);
+        let read_err = err_capped.read_to_end(&mut stderr);
+        tokio::pin!(read_out, read_err);
+        let (first, out_first) = tokio::select! {
+            read = &mut read_out => (past(read)?, true),
+            read = &mut read_err => (past(read)?, false),
+        };
+        first
+            || if out_first {
+                past(read_err.await)?
+            } else {
+                past(read_out.await)?
+            }
+    };
+    if overflowed {
+        // Already exited, or gone by the time it is waited for; what it started gets EPIPE.
+        let _ = child.start_kill();
+    }
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    stdout.truncate(cap);
+    stderr.truncate(cap);
+    Ok((stdout, stderr, overflowed))
 }
 
 #[cfg(test)]
@@ -300,11 +365,65 @@ mod tests {
         assert!(shown.contains("stdout: <11 bytes>"), "{shown}");
     }
 
-    #[test]
-    fn excerpt_redacts() {
-        assert_eq!(
-            excerpt(b"first\nerror: bad token ghs_abcdef\n\n"),
-            "error: bad token ghs_[REDACTED]"
+    #[tokio::test]
+    async fn a_child_printing_past_the_cap_is_cut_and_killed() {
+        let start = std::time::Instant::now();
+        let out = run_capped(sh("yes"), None, Duration::from_secs(20), 4096, "yes")
+            .await
+            .unwrap();
+        assert!(out.overflowed);
+        assert_eq!(out.stdout.len(), 4096);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not left to the deadline"
         );
+        let out = run_capped(sh("printf 1234"), None, Duration::from_secs(5), 4, "printf")
+            .await
+            .unwrap();
+        assert!(!out.overflowed, "exactly the cap is not past it");
+        assert_eq!(out.stdout, b"1234");
+    }
+
+    #[test]
+    fn excerpt_is_one_redacted_line() {
+        assert_eq!(
+            excerpt(b"first\n\n  error: bad token ghs_abcdef \n\n"),
+            "first | error: bad token ghs_[REDACTED]"
+        );
+        // gh 2.23 on a refused token: the cause first, a hint last.
+        assert_eq!(
+            excerpt(
+                b"error validating token: HTTP 401: Bad credentials (https://localhost/api/v3/)\n\
+                  Try authenticating with:  gh auth login\n"
+            ),
+            "error validating token: HTTP 401: Bad credentials (https://localhost/api/v3/) | \
+             Try authenticating with:  gh auth login"
+        );
+    }
+
+    #[test]
+    fn a_long_excerpt_keeps_both_ends_and_no_piece_of_a_token() {
+        // A 2026 token (~520 characters with `.`, `_`, `-`) in the middle of a long message:
+        // cut first and redacted after, the end would have kept its body without its prefix.
+        let token = format!("ghs_{}", "aB3._-xY9".repeat(58));
+        let text = format!(
+            "error: {} refused {token} because {}: the end",
+            "x".repeat(80),
+            "y".repeat(200)
+        );
+        let e = excerpt(text.as_bytes());
+        assert_eq!(e.chars().count(), 200);
+        assert!(
+            e.starts_with("error: xxx") && e.ends_with("yyy: the end"),
+            "{e}"
+        );
+        for i in 4..token.len() - 20 {
+            assert!(
+                !e.contains(&token[i..i + 20]),
+                "a piece of the token in {e}"
+            );
+        }
+        let e = excerpt(format!("{}{token}", "z".repeat(150)).as_bytes());
+        assert!(e.ends_with("ghs_[REDACTED]"), "{e}");
     }
 }

@@ -61,10 +61,14 @@ pub mod vars {
     pub const MOLECULE_METRICS_FILE: &str = "MOLECULE_METRICS_FILE";
     /// `ADDR:PORT` to serve `/metrics` on (unset: no listener).
     pub const MOLECULE_METRICS_LISTEN: &str = "MOLECULE_METRICS_LISTEN";
-    /// GitHub App ID, for the `github-app` source.
+    /// GitHub App ID (or its client ID), for the `github-app` source.
     pub const MOLECULE_GITHUB_APP_ID: &str = "MOLECULE_GITHUB_APP_ID";
+    /// The App's client ID (`Iv…`), the JWT's `iss` when set.
+    pub const MOLECULE_GITHUB_APP_CLIENT_ID: &str = "MOLECULE_GITHUB_APP_CLIENT_ID";
     /// The App's PEM private key file, for the `github-app` source.
     pub const MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE: &str = "MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE";
+    /// A command (run by `sh -c`) that signs the App's JWT instead of a key file.
+    pub const MOLECULE_GITHUB_APP_SIGNER: &str = "MOLECULE_GITHUB_APP_SIGNER";
     /// Default installation ID, for the `github-app` source.
     pub const MOLECULE_GITHUB_APP_INSTALLATION_ID: &str = "MOLECULE_GITHUB_APP_INSTALLATION_ID";
     /// `owner=id,owner=id` map for owner routing.
@@ -137,13 +141,36 @@ pub enum TokenSourceKind {
     File,
 }
 
+/// Who a GitHub App JWT says it is from (its `iss`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Issuer {
+    /// The App's numeric ID.
+    AppId(u64),
+    /// The App's client ID (`Iv…`), which GitHub recommends.
+    ClientId(String),
+}
+
+impl std::fmt::Display for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Issuer::AppId(id) => write!(f, "{id}"),
+            Issuer::ClientId(id) => f.write_str(id),
+        }
+    }
+}
+
 /// GitHub App settings, for the `github-app` token source.
 #[derive(Clone, Debug, Default)]
 pub struct GithubAppConfig {
     /// The App's numeric ID.
     pub app_id: Option<u64>,
+    /// The App's client ID: `MOLECULE_GITHUB_APP_CLIENT_ID`, else a client ID given as
+    /// `MOLECULE_GITHUB_APP_ID`.
+    pub client_id: Option<String>,
     /// Path of the App's PEM private key.
     pub private_key_file: Option<PathBuf>,
+    /// The command that signs JWTs instead of a key file (it may carry credentials).
+    pub signer: Option<Secret<String>>,
     /// Default installation.
     pub installation_id: Option<u64>,
     /// Owner (lower-case) → installation ID.
@@ -159,6 +186,15 @@ pub struct GithubAppConfig {
 }
 
 impl GithubAppConfig {
+    /// The JWT's `iss`: the client ID when there is one (GitHub's recommendation), else the
+    /// App ID.
+    pub fn issuer(&self) -> Option<Issuer> {
+        self.client_id
+            .clone()
+            .map(Issuer::ClientId)
+            .or(self.app_id.map(Issuer::AppId))
+    }
+
     /// The REST API base for git host `host` ([`crate::host::api_base`] with this
     /// configuration's overrides).
     pub fn api_base(&self, host: &str) -> String {
@@ -403,9 +439,17 @@ impl Config {
 
 impl GithubAppConfig {
     fn load(p: &mut Layers<'_>) -> Self {
+        // MOLECULE_GITHUB_APP_ID also takes a client ID.
+        let (app_id, client_id) = match p.get(&setting::APP_ID) {
+            Some(Issuer::AppId(id)) => (Some(id), None),
+            Some(Issuer::ClientId(id)) => (None, Some(id)),
+            None => (None, None),
+        };
         Self {
-            app_id: p.get(&setting::APP_ID),
+            app_id,
+            client_id: p.get(&setting::APP_CLIENT_ID).or(client_id),
             private_key_file: p.get(&setting::APP_PRIVATE_KEY_FILE),
+            signer: p.get(&setting::APP_SIGNER),
             installation_id: p.get(&setting::APP_INSTALLATION_ID),
             installations: p.get(&setting::APP_INSTALLATIONS).unwrap_or_default(),
             api_url: p.get(&setting::GITHUB_API_URL),
@@ -740,6 +784,49 @@ mod tests {
         let bad = load(&[("MOLECULE_METRICS_LISTEN", "ghs_SECRET")]);
         assert_eq!(bad.config.metrics_listen, None);
         assert!(!bad.warnings[0].contains("SECRET"));
+    }
+
+    #[test]
+    fn the_app_is_named_by_its_id_or_client_id() {
+        let app = |pairs: &[(&str, &str)]| load(pairs).config.github_app;
+        let a = app(&[("MOLECULE_GITHUB_APP_ID", "4242")]);
+        assert_eq!(a.issuer(), Some(Issuer::AppId(4242)));
+        // MOLECULE_GITHUB_APP_ID takes a client ID too.
+        let a = app(&[("MOLECULE_GITHUB_APP_ID", "Iv1.8a61f9b3a7aba766")]);
+        assert_eq!(
+            (a.app_id, a.client_id.as_deref()),
+            (None, Some("Iv1.8a61f9b3a7aba766"))
+        );
+        // The client ID is the issuer when both are given.
+        let a = app(&[
+            ("MOLECULE_GITHUB_APP_ID", "4242"),
+            ("MOLECULE_GITHUB_APP_CLIENT_ID", "Iv23liAbCd"),
+            ("MOLECULE_GITHUB_APP_SIGNER", "vault write …"),
+        ]);
+        assert_eq!(a.app_id, Some(4242));
+        assert_eq!(a.issuer(), Some(Issuer::ClientId("Iv23liAbCd".into())));
+        assert_eq!(
+            a.signer.as_ref().map(|s| s.expose().as_str()),
+            Some("vault write …")
+        );
+        assert!(
+            !format!("{a:?}").contains("vault write"),
+            "the command is kept secret"
+        );
+        let l = load(&[
+            ("MOLECULE_GITHUB_APP_ID", "ghs_SECRET"),
+            ("MOLECULE_GITHUB_APP_CLIENT_ID", "Ov23liOauthApp"),
+        ]);
+        assert_eq!(
+            l.warnings,
+            [
+                "MOLECULE_GITHUB_APP_ID is not a GitHub App ID (a number) or client ID (Iv…); \
+                 using the default",
+                "MOLECULE_GITHUB_APP_CLIENT_ID is not a GitHub App client ID (Iv…); using the \
+                 default"
+            ]
+        );
+        assert_eq!(l.config.github_app.issuer(), None);
     }
 
     #[test]

@@ -2,16 +2,22 @@
 //! (MOLECULE_TOKEN_SOURCE=github-app), for teams without the Molecule platform.
 //!
 //! - The App authenticates with a JWT signed RS256 by its private key (PKCS#1 as GitHub hands
-//!   it out, or PKCS#8): `iat` 60 s in the past and `exp` 9 minutes ahead, as GitHub
-//!   recommends, by the *server's* clock: every answer's `Date` header updates our estimate of
-//!   the skew, and a JWT refused for its time claims is retried once with the new estimate.
+//!   it out, or PKCS#8), or by a command that holds the key elsewhere ([`signer`]): `iss` the
+//!   client ID when there is one, else the App ID; `iat` 60 s in the past and `exp` 9 minutes
+//!   ahead, as GitHub recommends, by the *server's* clock: every answer's `Date` header
+//!   updates our estimate of the skew, and a JWT refused for its time claims is retried once
+//!   with the new estimate. A JWT is reused while it is valid by that estimate with a minute
+//!   to spare, so a signer runs once per mint, not once per call.
 //! - `POST /app/installations/{id}/access_tokens` mints, optionally narrowed to repositories
 //!   and permissions; the answer's `expires_at` drives the cache as the platform's does.
 //! - `GET /orgs/{owner}/installation`, then `GET /users/{owner}/installation`, discover which
 //!   installation serves an owner.
-//! - `DELETE /installation/token` revokes a token.
+//! - `DELETE /installation/token` revokes a token, sent as `Authorization: Bearer <token>`
+//!   (which works for every token shape).
 //!
 //! Signing uses ring (already in the tree through rustls): no JWT crate needed.
+
+pub mod signer;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -26,7 +32,7 @@ use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::config::{Config, GithubAppConfig};
+use crate::config::{Config, GithubAppConfig, Issuer, vars};
 use crate::error::{Class, Error, Result};
 use crate::http::{RawResponse, Tls};
 use crate::secret::Secret;
@@ -40,25 +46,79 @@ pub const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
 pub const API_VERSION: &str = "2022-11-28";
 /// Skew below this is noise (the `Date` header has one-second resolution).
 const SKEW_NOISE: i64 = 2;
+/// A JWT is signed anew when it has less than this left, by the server's clock.
+const JWT_REUSE_MARGIN: Duration = Duration::from_secs(60);
 
-/// The App's identity: its ID and private key.
+/// The App's identity and what signs for it: its private key, or a command holding it.
 pub struct AppKey {
-    app_id: u64,
-    key: RsaKeyPair,
+    issuer: Issuer,
+    signing: Signing,
+}
+
+enum Signing {
+    Key(Box<RsaKeyPair>),
+    Command(signer::Signer),
 }
 
 impl std::fmt::Debug for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signing = match self.signing {
+            Signing::Key(_) => "key file",
+            Signing::Command(_) => "signer",
+        };
         f.debug_struct("AppKey")
-            .field("app_id", &self.app_id)
-            .finish_non_exhaustive()
+            .field("issuer", &self.issuer)
+            .field("signing", &signing)
+            .finish()
     }
 }
 
 impl AppKey {
-    /// Loads the PEM private key at `path` for App `app_id`. The file gets the rules of every
-    /// secret file ([`crate::secret::read_file`]).
-    pub fn load(app_id: u64, path: &Path) -> Result<Self> {
+    /// What `app` configures: its issuer, and either the signer or the key file (never both).
+    pub fn from_config(app: &GithubAppConfig) -> Result<Self> {
+        let missing = |what: &str| {
+            Error::new(
+                Class::LocalConfig,
+                format!("MOLECULE_TOKEN_SOURCE=github-app needs {what}"),
+            )
+        };
+        let issuer = app.issuer().ok_or_else(|| {
+            missing(&format!(
+                "{} or {}",
+                vars::MOLECULE_GITHUB_APP_ID,
+                vars::MOLECULE_GITHUB_APP_CLIENT_ID
+            ))
+        })?;
+        match (&app.signer, &app.private_key_file) {
+            (Some(_), Some(_)) => Err(Error::new(
+                Class::LocalConfig,
+                format!(
+                    "{} and {} are both set: the App's key is either with the signer or in                      the file; unset one",
+                    vars::MOLECULE_GITHUB_APP_SIGNER,
+                    vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE
+                ),
+            )),
+            (Some(command), None) => Ok(Self::with_signer(issuer, command.clone())),
+            (None, Some(path)) => Self::load(issuer, path),
+            (None, None) => Err(missing(&format!(
+                "{} or {}",
+                vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE,
+                vars::MOLECULE_GITHUB_APP_SIGNER
+            ))),
+        }
+    }
+
+    /// An App whose JWTs `command` signs ([`signer`]): no key file is read.
+    pub fn with_signer(issuer: Issuer, command: Secret<String>) -> Self {
+        Self {
+            issuer,
+            signing: Signing::Command(signer::Signer::new(command)),
+        }
+    }
+
+    /// Loads the PEM private key at `path` for the App `issuer` names. The file gets the
+    /// rules of every secret file ([`crate::secret::read_file`]).
+    pub fn load(issuer: Issuer, path: &Path) -> Result<Self> {
         let bad =
             |what: &str| Error::new(Class::LocalConfig, format!("{}: {what}", path.display()));
         let pem = crate::secret::read_file(path, "the GitHub App private key")?;
@@ -70,30 +130,65 @@ impl AppKey {
             _ => return Err(bad("not an RSA key (GitHub App keys are RSA)")),
         }
         .map_err(|_| bad("the RSA key was rejected"))?;
-        Ok(Self { app_id, key })
+        Ok(Self {
+            issuer,
+            signing: Signing::Key(Box::new(key)),
+        })
     }
 
     /// A JWT for this App, valid from `server_now − 60 s` to `server_now + 9 min`.
-    pub fn jwt(&self, server_now: OffsetDateTime) -> Result<Secret<String>> {
+    pub async fn jwt(&self, server_now: OffsetDateTime) -> Result<Jwt> {
         let iat = (server_now - JWT_BACKDATE).unix_timestamp();
         let exp = (server_now + JWT_LIFETIME).unix_timestamp();
+        let iss = match &self.issuer {
+            Issuer::AppId(id) => serde_json::json!(id),
+            Issuer::ClientId(id) => serde_json::json!(id),
+        };
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
         let claims = URL_SAFE_NO_PAD
-            .encode(serde_json::json!({"iat": iat, "exp": exp, "iss": self.app_id}).to_string());
+            .encode(serde_json::json!({"iat": iat, "exp": exp, "iss": iss}).to_string());
         let signing_input = format!("{header}.{claims}");
-        let mut signature = vec![0; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| Error::new(Class::LocalConfig, "signing the GitHub App JWT failed"))?;
-        Ok(Secret::new(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        )))
+        let signature = match &self.signing {
+            Signing::Key(key) => {
+                let mut signature = vec![0; key.public().modulus_len()];
+                key.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    signing_input.as_bytes(),
+                    &mut signature,
+                )
+                .map_err(|_| Error::new(Class::LocalConfig, "signing the GitHub App JWT failed"))?;
+                signature
+            }
+            Signing::Command(signer) => signer.sign(&signing_input).await?,
+        };
+        Ok(Jwt {
+            token: Secret::new(format!(
+                "{signing_input}.{}",
+                URL_SAFE_NO_PAD.encode(signature)
+            )),
+            iat,
+            exp,
+        })
+    }
+}
+
+/// A signed JWT and its time claims (Unix seconds, by the server's clock as estimated).
+#[derive(Clone, Debug)]
+pub struct Jwt {
+    /// The JWT.
+    pub token: Secret<String>,
+    /// Its `iat`.
+    pub iat: i64,
+    /// Its `exp`.
+    pub exp: i64,
+}
+
+impl Jwt {
+    /// Whether the server, at `server_now`, takes it with [`JWT_REUSE_MARGIN`] to spare.
+    fn fresh_at(&self, server_now: OffsetDateTime) -> bool {
+        let now = server_now.unix_timestamp();
+        self.iat <= now && now + JWT_REUSE_MARGIN.as_secs().cast_signed() < self.exp
     }
 }
 
@@ -134,6 +229,8 @@ impl Narrowing {
 pub struct AppClient {
     http: reqwest::Client,
     key: AppKey,
+    /// The last JWT, reused while it is fresh ([`Jwt::fresh_at`]).
+    jwt: Mutex<Option<Jwt>>,
     timeout: Duration,
     narrowing: Narrowing,
     /// Server clock minus ours, as the last `Date` header said.
@@ -157,19 +254,7 @@ impl AppClient {
     /// A client for the App `config` describes.
     pub fn new(config: &Config) -> Result<Self> {
         let app = &config.github_app;
-        let missing = |var: &str| {
-            Error::new(
-                Class::LocalConfig,
-                format!("MOLECULE_TOKEN_SOURCE=github-app needs {var}"),
-            )
-        };
-        let app_id = app
-            .app_id
-            .ok_or_else(|| missing("MOLECULE_GITHUB_APP_ID"))?;
-        let key_file = app
-            .private_key_file
-            .as_deref()
-            .ok_or_else(|| missing("MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE"))?;
+        let key = AppKey::from_config(app)?;
         // API bases may be http:// for a local stand-in; the client still verifies https.
         let bases: Vec<String> = config.hosts.iter().map(|h| app.api_base(h)).collect();
         Ok(Self {
@@ -177,28 +262,35 @@ impl AppClient {
                 config.http_timeout,
                 Tls::for_urls(bases.iter().map(String::as_str)),
             )?,
-            key: AppKey::load(app_id, key_file)?,
+            key,
+            jwt: Mutex::new(None),
             timeout: config.http_timeout,
             narrowing: Narrowing::from_config(app),
             skew: Mutex::new(time::Duration::ZERO),
         })
     }
 
+    /// A JWT valid at `server_now`: the last one while it is fresh, else a new one.
+    async fn jwt(&self, server_now: OffsetDateTime) -> Result<Secret<String>> {
+        let held = lock(&self.jwt).clone();
+        if let Some(jwt) = held.filter(|j| j.fresh_at(server_now)) {
+            return Ok(jwt.token);
+        }
+        let jwt = self.key.jwt(server_now).await?;
+        let token = jwt.token.clone();
+        *lock(&self.jwt) = Some(jwt);
+        Ok(token)
+    }
+
     /// The server's clock minus ours, as last observed.
     pub fn skew(&self) -> time::Duration {
-        *self
-            .skew
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.skew)
     }
 
     fn observe(&self, response: &RawResponse, local_now: OffsetDateTime) {
         if let Some(date) = response.date {
             let skew = date - local_now;
-            let mut held = self
-                .skew
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut held = lock(&self.skew);
             if (skew - *held).whole_seconds().abs() >= SKEW_NOISE {
                 if skew.whole_seconds().abs() >= 30 {
                     tracing::warn!(
@@ -222,7 +314,7 @@ impl AppClient {
     ) -> Result<RawResponse> {
         let mut retried = false;
         loop {
-            let jwt = self.key.jwt(now() + self.skew())?;
+            let jwt = self.jwt(now() + self.skew()).await?;
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -310,11 +402,12 @@ impl AppClient {
         .with_status(404))
     }
 
-    /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself).
+    /// Revokes `token` (`DELETE /installation/token`, authenticated by the token itself as
+    /// `Bearer`, which GitHub takes for every token shape).
     pub async fn revoke(&self, api: &str, token: &Secret<String>) -> Result<()> {
         let url = format!("{api}/installation/token");
         let mut authorization =
-            reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| Error::new(Class::LocalConfig, "the token cannot go in a header"))?;
         // Kept out of any header dump (reqwest's Debug, HTTP/2 indexing): it is a live token.
         authorization.set_sensitive(true);
@@ -346,6 +439,13 @@ impl AppClient {
     }
 }
 
+/// A poisoned lock still holds a usable value here (a skew estimate, a JWT).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// GitHub's error statuses, mapped to the classes (messages never quote the body).
 pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
     let status = response.status;
@@ -353,7 +453,8 @@ pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
         401 => (
             Class::Auth,
             format!(
-                "GitHub refused the App's JWT for {what}: check MOLECULE_GITHUB_APP_ID and the private key"
+                "GitHub refused the App's JWT for {what}: check MOLECULE_GITHUB_APP_ID (or \
+                 MOLECULE_GITHUB_APP_CLIENT_ID) and the private key or signer"
             ),
         ),
         403 if response.retry_after.is_some() || response.ratelimit_remaining == Some(0) => (
@@ -390,8 +491,8 @@ pub fn classify_failure(response: &RawResponse, what: &str) -> Error {
 mod tests {
     use super::*;
 
-    /// A private copy of the test key (the checkout's is readable by others, which key files
-    /// may not be).
+    /// A private copy of the test key (the checkout's is readable by others, which is warned
+    /// about).
     fn key_path() -> (tempfile::TempDir, std::path::PathBuf) {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -406,13 +507,22 @@ mod tests {
         (dir, path)
     }
 
-    #[test]
-    fn jwt_shape_and_claims() {
+    #[tokio::test]
+    async fn jwt_shape_and_claims() {
         let (_dir, path) = key_path();
-        let key = AppKey::load(4242, &path).unwrap();
+        let key = AppKey::load(Issuer::AppId(4242), &path).unwrap();
         let now = crate::clock::parse_rfc3339("2026-11-22T18:00:00Z").unwrap();
-        let jwt = key.jwt(now).unwrap();
-        let parts: Vec<&str> = jwt.expose().split('.').collect();
+        let jwt = key.jwt(now).await.unwrap();
+        assert!(jwt.fresh_at(now) && jwt.fresh_at(now + time::Duration::minutes(7)));
+        assert!(
+            !jwt.fresh_at(now + time::Duration::minutes(8)),
+            "a minute to spare"
+        );
+        assert!(
+            !jwt.fresh_at(now - time::Duration::minutes(2)),
+            "issued in the future"
+        );
+        let parts: Vec<&str> = jwt.token.expose().split('.').collect();
         assert_eq!(parts.len(), 3);
         let header: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
@@ -427,6 +537,62 @@ mod tests {
             256,
             "a 2048-bit signature"
         );
+        // A client ID is the issuer as a string.
+        let key = AppKey::load(Issuer::ClientId("Iv23liAbc".into()), &path).unwrap();
+        let jwt = key.jwt(now).await.unwrap();
+        let claims = jwt.token.expose().split('.').nth(1).unwrap().to_owned();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert_eq!(claims["iss"], "Iv23liAbc");
+    }
+
+    #[test]
+    fn the_app_needs_an_issuer_and_one_way_to_sign() {
+        let (_dir, path) = key_path();
+        let app = |id: Option<u64>, client: Option<&str>, key: bool, signer: bool| {
+            AppKey::from_config(&GithubAppConfig {
+                app_id: id,
+                client_id: client.map(str::to_owned),
+                private_key_file: key.then(|| path.clone()),
+                signer: signer.then(|| Secret::new("false".to_owned())),
+                ..GithubAppConfig::default()
+            })
+        };
+        let e = app(Some(1), None, true, true).unwrap_err();
+        assert_eq!(e.class(), Class::LocalConfig);
+        assert!(
+            e.message().contains(
+                "MOLECULE_GITHUB_APP_SIGNER and MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE are both set"
+            ),
+            "{e}"
+        );
+        let e = app(Some(1), None, false, false).unwrap_err();
+        assert!(
+            e.message().contains(
+                "needs MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE or MOLECULE_GITHUB_APP_SIGNER"
+            ),
+            "{e}"
+        );
+        let e = app(None, None, true, false).unwrap_err();
+        assert!(
+            e.message()
+                .contains("needs MOLECULE_GITHUB_APP_ID or MOLECULE_GITHUB_APP_CLIENT_ID"),
+            "{e}"
+        );
+        // The client ID wins as the issuer; a signer means no key file at all.
+        let key = app(Some(1), Some("Iv23liXyz"), false, true).unwrap();
+        assert_eq!(key.issuer, Issuer::ClientId("Iv23liXyz".into()));
+        assert!(matches!(key.signing, Signing::Command(_)));
+        assert!(app(Some(1), None, true, false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_key_others_can_read_is_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, path) = key_path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let key = AppKey::load(Issuer::AppId(7), &path).unwrap();
+        assert!(key.jwt(OffsetDateTime::now_utc()).await.is_ok());
     }
 
     #[test]
@@ -439,10 +605,10 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let e = AppKey::load(1, &f).unwrap_err();
+        let e = AppKey::load(Issuer::AppId(1), &f).unwrap_err();
         assert_eq!(e.class(), Class::LocalConfig);
         assert!(e.message().contains("k.pem"), "{e}");
-        let e = AppKey::load(1, &dir.path().join("missing.pem")).unwrap_err();
+        let e = AppKey::load(Issuer::AppId(1), &dir.path().join("missing.pem")).unwrap_err();
         assert_eq!(e.class(), Class::LocalConfig);
     }
 

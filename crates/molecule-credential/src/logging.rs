@@ -189,6 +189,44 @@ mod tests {
         );
     }
 
+    /// A stateless installation token as GitHub issues them from 2026: `ghs_` and ~516
+    /// characters of a signed blob, with `.`, `_` and `-`.
+    fn stateless_token(prefix: &str) -> String {
+        let body: String = (0..516u32)
+            .map(|i| char::from(b"eyJhbGciOiJSUzI1NiJ9.x_Y-z0AbQ"[(i * 7 % 30) as usize]))
+            .collect();
+        format!("{prefix}{body}")
+    }
+
+    #[test]
+    fn no_twenty_character_piece_of_a_2026_token_survives_in_any_context() {
+        for prefix in TOKEN_PREFIXES {
+            let t = stateless_token(prefix);
+            assert!(t.len() > 500);
+            for text in [
+                t.clone(),
+                format!("token {t} refused"),
+                format!(r#"{{"token":"{t}","expires_at":null}}"#),
+                format!("https://x-access-token:{t}@github.com/acme/app.git"),
+                format!("Authorization: Bearer {t}\r\n"),
+                format!("GH_TOKEN={t}\nGITHUB_TOKEN={t}\n"),
+                format!("('{t}'), <{t}>, [{t}]; {t}."),
+                format!("{t},{t} {t}"),
+                format!("error validating token: HTTP 401: Bad credentials: {t} (https://x/)"),
+            ] {
+                let out = redact(&text);
+                let body = &t[prefix.len()..];
+                for i in 0..body.len() - 20 {
+                    assert!(
+                        !out.contains(&body[i..i + 20]),
+                        "{prefix}: a piece at {i} survived in {out}"
+                    );
+                }
+                assert!(out.contains(&format!("{prefix}{REDACTED}")), "{out}");
+            }
+        }
+    }
+
     #[test]
     fn leaves_other_text_alone() {
         assert!(matches!(

@@ -33,8 +33,8 @@ pub fn endpoint(config: &Config) -> String {
 }
 
 /// Reads the platform bearer from `CONFIGS_DIR/.auth_token`, whitespace trimmed. The file gets
-/// the rules of every secret file ([`crate::secret::read_file`]): a regular file, not readable
-/// by others.
+/// the rules of every provisioned secret file ([`crate::secret::read_file`]): a regular file,
+/// and a warning when others may read it.
 pub fn read_bearer(configs_dir: &Path) -> Result<Secret<String>> {
     let path = configs_dir.join(AUTH_TOKEN_FILE);
     let raw = crate::secret::read_file(&path, "the platform bearer")?;

@@ -108,9 +108,11 @@ pub fn is_valid_token(token: &str) -> bool {
 
 /// Reads a secret file that someone else provisions (the platform bearer, the GitHub App's
 /// private key). Symlinks are followed (Kubernetes projects secrets through them); it must be a
-/// regular file (checked without blocking); it is refused when others may read it, and warned
-/// about once per process when its group may (a Kubernetes secret volume with `fsGroup` is
-/// 0440: fine there, a mistake elsewhere). Errors name the file and `what` it holds.
+/// regular file (checked without blocking). A file its group or others may read is still used,
+/// with one warning per process naming it ([`Exposure`]): a Kubernetes secret volume is 0644
+/// unless `defaultMode` says otherwise, and refusing it broke deployments instead of protecting
+/// anything. (What this project creates itself, the cache and its files, is held to the strict
+/// rule in `store`.) Errors name the file and `what` it holds.
 pub fn read_file(path: &Path, what: &str) -> Result<Secret<Vec<u8>>> {
     let Some((file, meta)) =
         open_regular(path, std::fs::OpenOptions::new().read(true), Links::Follow)?
@@ -120,22 +122,10 @@ pub fn read_file(path: &Path, what: &str) -> Result<Secret<Vec<u8>>> {
             format!("{} ({what}) does not exist", path.display()),
         ));
     };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o004 != 0 {
-        return Err(Error::new(
-            Class::LocalConfig,
-            format!(
-                "{} ({what}) is readable by others (mode {mode:03o}); run chmod 600 on it",
-                path.display()
-            ),
-        ));
-    }
-    if mode & 0o040 != 0 && first_time(path) {
-        tracing::warn!(
-            "{} ({what}) is readable by its group (mode {mode:03o}): expected for a Kubernetes \
-             secret volume with fsGroup; elsewhere run chmod 600 on it",
-            path.display()
-        );
+    if let Some(exposure) = Exposure::of(path, meta.permissions().mode())
+        && first_time(path)
+    {
+        tracing::warn!("{}", exposure.warning(what));
     }
     let mut bytes = Vec::with_capacity(4096);
     file.take(MAX_SECRET_FILE + 1)
@@ -151,6 +141,63 @@ pub fn read_file(path: &Path, what: &str) -> Result<Secret<Vec<u8>>> {
         ));
     }
     Ok(Secret::new(bytes))
+}
+
+/// Who besides its owner may read a provisioned secret file, and how to stop it: what
+/// [`read_file`] warns about and `doctor` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    /// The file, as given.
+    pub path: PathBuf,
+    /// Its permission bits (`0o644`).
+    pub mode: u32,
+    /// Who else may read it: `its group`, `everyone`, or `its group and everyone`.
+    pub readers: &'static str,
+    /// The fix, for a plain file and for a Kubernetes secret volume.
+    pub fix: String,
+}
+
+impl Exposure {
+    /// The exposure of the provisioned secret file at `path` (symlinks followed, as
+    /// [`read_file`] does): `None` when only its owner may read it. For `doctor`.
+    pub fn of_file(path: &Path) -> std::io::Result<Option<Self>> {
+        Ok(Self::of(
+            path,
+            std::fs::metadata(path)?.permissions().mode(),
+        ))
+    }
+
+    /// The exposure of a file at `path` with permission bits `mode`.
+    pub fn of(path: &Path, mode: u32) -> Option<Self> {
+        let mode = mode & 0o777;
+        let readers = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+            (false, false) => return None,
+            (true, false) => "its group",
+            (false, true) => "everyone",
+            (true, true) => "its group and everyone",
+        };
+        Some(Self {
+            path: path.to_owned(),
+            mode,
+            readers,
+            fix: format!(
+                "chmod 600 {} (a Kubernetes secret volume: defaultMode: 0400)",
+                path.display()
+            ),
+        })
+    }
+
+    /// The warning for a file that holds `what`: names the file, never its content.
+    pub fn warning(&self, what: &str) -> String {
+        format!(
+            "{} ({what}) is readable by {} (mode {:03o}); it is used anyway. To keep it \
+             private: {}",
+            self.path.display(),
+            self.readers,
+            self.mode,
+            self.fix
+        )
+    }
 }
 
 /// True the first time `path` is asked about in this process.
@@ -195,18 +242,15 @@ mod tests {
     }
 
     #[test]
-    fn secret_files_are_private_regular_files() {
+    fn provisioned_files_are_used_whatever_their_mode_and_must_be_regular() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bearer");
         std::fs::write(&file, "b-1\n").unwrap();
         let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
-        mode(0o644);
-        let e = read_file(&file, "the platform bearer").unwrap_err();
-        assert_eq!(e.class(), Class::LocalConfig);
-        assert!(e.message().contains("readable by others (mode 644)"), "{e}");
-        for ok in [0o600, 0o400, 0o440, 0o640] {
-            mode(ok);
-            assert_eq!(read_file(&file, "x").unwrap().expose(), b"b-1\n", "{ok:o}");
+        // A Kubernetes secret volume's default (0644), fsGroup's 0440, and private modes.
+        for m in [0o644, 0o444, 0o440, 0o640, 0o600, 0o400] {
+            mode(m);
+            assert_eq!(read_file(&file, "x").unwrap().expose(), b"b-1\n", "{m:o}");
         }
         // Followed through a symlink, as Kubernetes mounts secrets.
         let link = dir.path().join("link");
@@ -224,6 +268,32 @@ mod tests {
         assert!(e.message().contains("not a regular file (a FIFO)"), "{e}");
         let e = read_file(&dir.path().join("missing"), "the platform bearer").unwrap_err();
         assert!(e.message().contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn exposure_says_who_can_read_and_the_fix() {
+        let path = Path::new("/configs/.auth_token");
+        assert_eq!(Exposure::of(path, 0o100_600), None);
+        assert_eq!(Exposure::of(path, 0o400), None);
+        let e = Exposure::of(path, 0o100_644).unwrap();
+        assert_eq!((e.mode, e.readers), (0o644, "its group and everyone"));
+        assert_eq!(
+            e.warning("the platform bearer"),
+            "/configs/.auth_token (the platform bearer) is readable by its group and everyone \
+             (mode 644); it is used anyway. To keep it private: chmod 600 /configs/.auth_token \
+             (a Kubernetes secret volume: defaultMode: 0400)"
+        );
+        assert_eq!(Exposure::of(path, 0o440).unwrap().readers, "its group");
+        assert_eq!(Exposure::of(path, 0o604).unwrap().readers, "everyone");
+        // From the file itself, through a symlink.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, "k").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(Exposure::of_file(&link).unwrap().unwrap().mode, 0o644);
+        assert!(Exposure::of_file(&dir.path().join("missing")).is_err());
     }
 
     #[test]

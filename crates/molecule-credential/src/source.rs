@@ -37,13 +37,18 @@ pub fn name(config: &Config) -> &'static str {
 /// follows it: how long a process waits on `refresh.lock` before it presumes the holder stuck
 /// (DESIGN.md, `refresh.lock`).
 pub fn budget(config: &Config) -> Duration {
+    let call = config.http_timeout + OVERRUN;
     let calls = match config.token_source {
-        TokenSourceKind::Platform => 1,
-        TokenSourceKind::GithubApp => APP_CALLS,
+        TokenSourceKind::Platform => call,
+        // A signer may sign for each call (a JWT refused for its time claims is signed anew).
+        TokenSourceKind::GithubApp => match config.github_app.signer {
+            Some(_) => (call + crate::github_app::signer::DEADLINE) * APP_CALLS,
+            None => call * APP_CALLS,
+        },
         // A file read: no network call, only the write that follows it.
-        TokenSourceKind::File => 0,
+        TokenSourceKind::File => Duration::ZERO,
     };
-    (config.http_timeout + OVERRUN) * calls + TOKENS_LOCK_WAIT + Duration::from_secs(1)
+    calls + TOKENS_LOCK_WAIT + Duration::from_secs(1)
 }
 
 /// The primary token source.
@@ -148,6 +153,10 @@ mod tests {
         .config;
         // Discovery and the mint, each with its skew retry: six calls.
         assert_eq!(budget(&app), Duration::from_millis(6 * 2250 + 2000));
+        // And a signer's 10 s for each.
+        let mut signed = app.clone();
+        signed.github_app.signer = Some(Secret::new("vault write …".into()));
+        assert_eq!(budget(&signed), Duration::from_millis(6 * 12_250 + 2000));
         assert_eq!(name(&platform), "platform");
         assert_eq!(name(&app), "github-app");
     }

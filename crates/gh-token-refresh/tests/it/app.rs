@@ -81,6 +81,8 @@ fn the_daemon_keeps_each_owner_warm_and_revokes_on_exit() {
     signal(&daemon, "TERM");
     assert_eq!(exit_within(&mut daemon, 15), Some(0));
     assert_eq!(api.revoked(), 3, "{}", p.log("d.log"));
+    // As `Bearer`, which GitHub takes for every token shape (`token` is the older scheme).
+    assert_eq!(api.revocation_schemes(), ["bearer"; 3]);
     assert!(
         tokens.iter().all(|t| !authority.is_valid(t)),
         "revoked at GitHub"

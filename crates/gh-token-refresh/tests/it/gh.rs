@@ -236,3 +236,73 @@ fn real_gh_stays_logged_in_across_rotations() {
     assert!(log.contains("GH_TOKEN is set in this daemon's environment"));
     assert!(!log.contains("stale_from_boot"));
 }
+
+/// GitHub's stateless installation tokens (2026) run to ~520 characters of letters, digits,
+/// `.`, `_` and `-`. Regression: gh's stderr reaches the daemon's log (through
+/// `child::excerpt`, which shortens it to one line of 200 characters); a server that quotes
+/// the refused token makes gh print it back, and no 20-character piece of it may be left in
+/// any log line, in text or JSON. Also a regression: gh 2.23 ends a refusal with the hint
+/// "Try authenticating with: gh auth login", and an excerpt of the last line alone lost the
+/// 401, so a refused token was classed protocol instead of auth.
+#[test]
+fn real_gh_printing_a_refused_token_back_leaves_no_piece_of_it_in_the_log() {
+    const NAME: &str = "gh::real_gh_printing_a_refused_token_back_leaves_no_piece_of_it_in_the_log";
+    if !molecule_tests::netns::in_private_netns(NAME) {
+        return;
+    }
+    use molecule_tests::{GheServer, PlatformOptions, PlatformStandIn, TestCa, TokenAuthority};
+    let work = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate(work.path());
+    let minting = TokenAuthority::new();
+    let platform = PlatformStandIn::start(
+        "127.0.0.1:0".parse().unwrap(),
+        PlatformOptions {
+            ttl: Duration::from_secs(3600),
+            remint_below: Duration::from_secs(300),
+            bearer: "bearer-xyz".into(),
+            workspace_id: None,
+        },
+        minting,
+    );
+    // GitHub knows none of the platform's tokens: every login is refused, token quoted.
+    let ghe = GheServer::start("127.0.0.1:443".parse().unwrap(), &ca, TokenAuthority::new());
+    ghe.echo_rejected_tokens();
+    for format in ["text", "json"] {
+        let mut p = Proc::new(&platform.url());
+        let gh_config = p.path("gh-config").display().to_string();
+        p.set("PATH", "/usr/bin:/bin")
+            .set("MOLECULE_GIT_HOSTS", "localhost")
+            .set("MOLECULE_LOG", "trace")
+            .set("MOLECULE_LOG_FORMAT", format)
+            .set("GH_CONFIG_DIR", &gh_config)
+            .set("SSL_CERT_FILE", &ca.ca_pem_path().display().to_string());
+        let refused = ghe.unauthorized();
+        let mut once = p.spawn("once.log", &["--once"]);
+        exit_within(&mut once, 30);
+        let log = p.log("once.log");
+        assert!(ghe.unauthorized() > refused, "gh never asked: {log}");
+        let cache: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.path("cache/tokens.json")).unwrap()).unwrap();
+        let token = cache["entries"]["localhost"]["token"]
+            .as_str()
+            .expect("the platform's token")
+            .to_owned();
+        assert!(token.len() > 500, "a token of the new shape");
+        assert!(
+            log.contains("gh auth login --hostname localhost failed")
+                && log.contains("Bad credentials: ghs_[REDACTED]"),
+            "gh's own words, with the token it printed redacted: {log}"
+        );
+        assert!(
+            log.contains("class=auth") || log.contains(r#""class":"auth""#),
+            "a refused token is auth: {log}"
+        );
+        for line in log.lines() {
+            assert_eq!(
+                molecule_tests::leak::piece(&token, line),
+                None,
+                "{format}: a piece of the token in: {line}"
+            );
+        }
+    }
+}

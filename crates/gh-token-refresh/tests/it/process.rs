@@ -349,3 +349,35 @@ fn a_failed_refresh_never_replaces_a_good_token() {
         );
     }
 }
+
+/// DESIGN.md, "Secrets": a bearer others can read (a Kubernetes secret volume's 0644) is
+/// used, and the daemon says so once, naming the file, however often it reads it.
+#[test]
+fn a_bearer_others_can_read_is_used_and_warned_about_once_per_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MockServer::start();
+    let platform = ok_platform(&server, "ghs_readable_bearer");
+    let p = Proc::new(&server.base_url());
+    let bearer = p.path("configs/.auth_token");
+    std::fs::set_permissions(&bearer, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut daemon = p.spawn("d.log", &[]);
+    assert!(wait_for(10, || platform.calls() == 1), "{}", p.log("d.log"));
+    for calls in 2..=3 {
+        signal(&daemon, "HUP");
+        assert!(
+            wait_for(10, || platform.calls() == calls),
+            "{}",
+            p.log("d.log")
+        );
+    }
+    signal(&daemon, "TERM");
+    assert_eq!(exit_within(&mut daemon, 5), Some(0));
+    assert_eq!(p.cached_token().as_deref(), Some("ghs_readable_bearer"));
+    let log = p.log("d.log");
+    let warned = format!(
+        "{} (the platform bearer) is readable by its group and everyone (mode 644)",
+        bearer.display()
+    );
+    assert_eq!(log.matches(&warned).count(), 1, "{log}");
+    assert!(!log.contains("bearer-xyz"), "never the content");
+}

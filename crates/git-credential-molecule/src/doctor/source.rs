@@ -2,6 +2,8 @@
 //! when another source is configured.
 //!
 //! - `platform`: the bearer file can be read; the platform's `Date` is within 60 s of ours.
+//! - Each file someone else provisions (the bearer, the App's key, the token file) is
+//!   reported when others may read it: it is used anyway, and the finding gives the fix.
 //! - `github-app`: the App's key loads; for each host GitHub accepts the App's JWT
 //!   (`GET /app`), and its `Date` is within 60 s of ours.
 //! - `file`: the token file is set, readable and parseable, and holds a token with more than
@@ -13,7 +15,10 @@ use molecule_credential::file_source::FileSource;
 use molecule_credential::github_app::AppClient;
 use molecule_credential::http::Tls;
 use molecule_credential::platform::read_bearer;
+use molecule_credential::secret::Exposure;
 use molecule_credential::{Class, Error};
+
+use std::path::Path;
 
 use super::{Context, DOCTOR_TIMEOUT, Findings};
 use crate::commands::human_secs;
@@ -28,6 +33,7 @@ pub(super) fn platform(cx: &Context<'_>, f: &mut Findings) {
         return;
     }
     let bearer = config.configs_dir.join(".auth_token");
+    provisioned(&bearer, "the platform bearer", f);
     match read_bearer(&config.configs_dir) {
         Ok(_) => f.ok(
             "source",
@@ -96,6 +102,7 @@ pub(super) fn file(cx: &Context<'_>, f: &mut Findings) {
             );
         }
     };
+    provisioned(source.path(), "the token source file", f);
     let path = source.path().display().to_string();
     match source.parse(cx.now) {
         Ok(minted) if !minted.expiry_known => f.ok(
@@ -157,29 +164,45 @@ pub(super) fn github_app(cx: &Context<'_>, f: &mut Findings) {
         return;
     }
     let app = &config.github_app;
-    let (Some(id), Some(path)) = (app.app_id, app.private_key_file.as_deref()) else {
+    let Some(issuer) = app.issuer() else {
         f.problem(
             "source",
             None,
-            "MOLECULE_TOKEN_SOURCE=github-app needs MOLECULE_GITHUB_APP_ID and MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE".into(),
-            "export MOLECULE_GITHUB_APP_ID=<the App's ID> MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE=<its PEM key>".into(),
+            "MOLECULE_TOKEN_SOURCE=github-app needs MOLECULE_GITHUB_APP_ID or MOLECULE_GITHUB_APP_CLIENT_ID, and MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE or MOLECULE_GITHUB_APP_SIGNER".into(),
+            "export MOLECULE_GITHUB_APP_CLIENT_ID=<the App's client ID> and MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE=<its PEM key> (or MOLECULE_GITHUB_APP_SIGNER=<a command that signs>)".into(),
         );
         return;
     };
-    // The library's own client, as the helper and the daemon use it, with a doctor's shorter
-    // patience.
+    if let Some(key) = app.private_key_file.as_deref() {
+        provisioned(key, "the GitHub App's private key", f);
+    }
+    // The library's own client, as the helper and the daemon use it (it applies the rules:
+    // a key file or a signer, not both), with a doctor's shorter patience.
     let patient = Config {
         http_timeout: config.http_timeout.min(DOCTOR_TIMEOUT),
         ..config.clone()
     };
+    let signs_with = match (app.private_key_file.as_deref(), &app.signer) {
+        (Some(path), _) => format!("key {}", path.display()),
+        (None, Some(_)) => "a signer command".to_owned(),
+        (None, None) => "no key".to_owned(),
+    };
     match AppClient::new(&patient) {
         Ok(client) => {
-            f.ok("source", None, format!("GitHub App {id}, key {}", path.display()));
+            f.ok("source", None, format!("GitHub App {issuer}, {signs_with}"));
             for host in &config.hosts {
                 check_app(&client, &app.api_base(host), host, f);
             }
         }
-        Err(e) => f.problem("source", None, e.to_string(), "point MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE at the App's PEM key, readable by you alone (Settings → Developer settings → GitHub Apps → Private keys)".into()),
+        Err(e) => f.problem("source", None, e.to_string(), "point MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE at the App's PEM key (Settings → Developer settings → GitHub Apps → Private keys), or MOLECULE_GITHUB_APP_SIGNER at a command that signs with it; not both".into()),
+    }
+}
+
+/// A secret file someone else provisions (the platform bearer, the App's key, the file
+/// source's token): used when others may read it, and reported here with its fix.
+fn provisioned(path: &Path, what: &str, f: &mut Findings) {
+    if let Ok(Some(e)) = Exposure::of_file(path) {
+        f.problem("source", None, e.warning(what), e.fix.clone());
     }
 }
 

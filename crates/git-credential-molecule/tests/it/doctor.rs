@@ -694,3 +694,101 @@ fn doctor_checks_the_registered_helper_path() {
     let (code, f) = doctor(&sb);
     assert_eq!((code, f["level"].as_str()), (0, Some("ok")));
 }
+
+/// Files others provision (the platform bearer, the file source's token) are used when others
+/// may read them (a Kubernetes secret volume is 0644 by default); doctor reports the mode
+/// with its fix, and says nothing once it is applied.
+#[test]
+fn doctor_reports_provisioned_files_others_can_read_with_the_fix() {
+    let platform = MockServer::start();
+    let mut sb = Sandbox::new();
+    healthy(&mut sb, &platform);
+    let bearer = sb.path("configs/.auth_token");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&bearer, 0o644);
+    let (code, report) = doctor(&sb);
+    let found = exposed(&report);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("(the platform bearer) is readable by its group and everyone (mode 644); it is used anyway")
+            && found[0].contains(&format!("=> chmod 600 {} (a Kubernetes secret volume: defaultMode: 0400)", bearer.display())),
+        "{}",
+        found[0]
+    );
+    // Used anyway: the source check itself passes.
+    assert!(
+        detail_of(&report, "source")
+            .iter()
+            .any(|d| d.starts_with("platform "))
+    );
+    mode(&bearer, 0o600);
+    let (_, report) = doctor(&sb);
+    assert!(
+        problems(&report)
+            .iter()
+            .all(|(d, _)| !d.contains(".auth_token"))
+    );
+
+    // The file source: a token file as a secret volume mounts it, reported the same way, and
+    // checked for what it holds.
+    let token_file = sb.path("token.json");
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::minutes(40);
+    std::fs::write(
+        &token_file,
+        format!(
+            "{{\"token\":\"{}\",\"expires_at\":\"{}\"}}",
+            long_token("file"),
+            expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        ),
+    )
+    .unwrap();
+    mode(&token_file, 0o644);
+    sb.env("MOLECULE_TOKEN_SOURCE", "file").env(
+        "MOLECULE_TOKEN_SOURCE_FILE",
+        &token_file.display().to_string(),
+    );
+    let (_, report) = doctor(&sb);
+    let source = detail_of(&report, "source");
+    assert!(
+        source.iter().any(|d| d
+            .contains("(the token source file) is readable by its group and everyone (mode 644)")),
+        "{source:?}"
+    );
+    assert!(
+        source.iter().any(|d| d.starts_with(&format!(
+            "token file {}: the token expires in 3",
+            token_file.display()
+        ))),
+        "{source:?}"
+    );
+    std::fs::remove_file(&token_file).unwrap();
+    let (code, report) = doctor(&sb);
+    assert_eq!(code, 1);
+    assert!(
+        detail_of(&report, "source")
+            .iter()
+            .any(|d| d.contains("does not exist")),
+        "{report:#}"
+    );
+}
+
+/// The source check's problems about who may read a file, as `DETAIL => FIX`.
+fn exposed(report: &serde_json::Value) -> Vec<String> {
+    finding(report, "source")
+        .into_iter()
+        .filter(|f| {
+            f["level"] == "problem" && f["detail"].as_str().unwrap().contains("is readable by")
+        })
+        .map(|f| {
+            format!(
+                "{} => {}",
+                f["detail"].as_str().unwrap(),
+                f["fix"].as_str().unwrap()
+            )
+        })
+        .collect()
+}

@@ -40,10 +40,10 @@ fn every_flag_with_a_bad_value_is_a_usage_error_that_names_it_and_not_the_value(
         "only {} shared flags tested",
         shared.len()
     );
-    // Only paths take any value; everything else has a value to refuse.
+    // Only paths and the signer's command take any value; everything else has one to refuse.
     for var in any_value {
         assert!(
-            var.ends_with("_DIR") || var.ends_with("_FILE"),
+            var.ends_with("_DIR") || var.ends_with("_FILE") || var.ends_with("_SIGNER"),
             "{var}: no refused value found"
         );
     }

@@ -23,6 +23,7 @@ mod platform;
 mod props;
 mod protocol;
 mod secrecy;
+mod signer;
 mod stampede;
 mod support;
 mod waits;

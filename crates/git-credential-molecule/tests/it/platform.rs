@@ -318,6 +318,40 @@ fn missing_bearer_is_local_config() {
     assert_eq!(mock.calls(), 0, "no call without a bearer");
 }
 
+/// DESIGN.md, "Secrets": a Kubernetes secret volume is 0644 unless `defaultMode` says
+/// otherwise. Regression: a bearer others could read was refused, which broke the deployment
+/// and protected nothing; it is used, with one warning naming the file (never its content).
+#[test]
+fn a_bearer_others_can_read_is_used_with_one_warning_naming_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = MockServer::start();
+    let mock = server.mock(|when, then| {
+        when.path(ADMIN_PATH)
+            .header("authorization", format!("Bearer {BEARER}"));
+        then.status(200)
+            .body(token_body(&long_token("readable"), 3600));
+    });
+    let mut sb = sandbox(&server.base_url());
+    sb.env("MOLECULE_LOG", "warn");
+    let bearer = sb.configs.join(".auth_token");
+    std::fs::set_permissions(&bearer, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = sb.run(&["refresh"], "");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(mock.calls(), 1);
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(
+        warnings,
+        [format!(
+            " WARN {} (the platform bearer) is readable by its group and everyone (mode 644); it \
+             is used anyway. To keep it private: chmod 600 {0} (a Kubernetes secret volume: \
+             defaultMode: 0400)",
+            bearer.display()
+        )],
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn redirects_are_not_followed() {
     let server = MockServer::start();

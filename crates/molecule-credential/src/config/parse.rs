@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::setting::{Parsed, Problem};
-use super::{LogFormat, TokenSourceKind};
+use super::{Issuer, LogFormat, TokenSourceKind};
 use crate::host::normalize_host;
+use crate::secret::Secret;
 
 /// A path, taken as given.
 pub fn path(v: &str) -> Parsed<PathBuf> {
@@ -51,6 +52,41 @@ pub fn number(v: &str) -> Parsed<u64> {
     match v.trim().parse::<u64>() {
         Ok(n) => Parsed::ok(n),
         Err(_) => Parsed::bad("a whole number"),
+    }
+}
+
+/// A GitHub App's numeric ID, or its client ID.
+pub fn app_id(v: &str) -> Parsed<Issuer> {
+    if let Ok(id) = v.trim().parse::<u64>() {
+        Parsed::ok(Issuer::AppId(id))
+    } else if is_client_id(v) {
+        Parsed::ok(Issuer::ClientId(v.to_owned()))
+    } else {
+        Parsed::bad("a GitHub App ID (a number) or client ID (Iv…)")
+    }
+}
+
+/// A GitHub App's client ID: `Iv1.` and 16 hex digits, or `Iv23` and letters and digits.
+pub fn client_id(v: &str) -> Parsed<String> {
+    if is_client_id(v) {
+        Parsed::ok(v.to_owned())
+    } else {
+        Parsed::bad("a GitHub App client ID (Iv…)")
+    }
+}
+
+fn is_client_id(v: &str) -> bool {
+    v.len() > "Iv".len()
+        && v.starts_with("Iv")
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
+/// A shell command, kept as a secret (it may carry credentials).
+pub fn command(v: &str) -> Parsed<Secret<String>> {
+    if v.trim().is_empty() {
+        Parsed::bad("a command")
+    } else {
+        Parsed::ok(Secret::new(v.to_owned()))
     }
 }
 

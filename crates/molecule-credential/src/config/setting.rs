@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::parse;
-use super::{LogFormat, TokenSourceKind, vars};
+use super::{Issuer, LogFormat, TokenSourceKind, vars};
+use crate::secret::Secret;
 
 /// What is wrong with a value, said without the value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,12 +322,19 @@ settings! {
         .flag(Platform, "token-source-file", "FILE",
             "The token file another system keeps fresh, for the file source");
     /// `MOLECULE_GITHUB_APP_ID`, `--app-id`.
-    APP_ID: u64 = Setting::env(vars::MOLECULE_GITHUB_APP_ID, parse::number)
-        .flag(App, "app-id", "ID", "GitHub App ID");
+    APP_ID: Issuer = Setting::env(vars::MOLECULE_GITHUB_APP_ID, parse::app_id)
+        .flag(App, "app-id", "ID", "GitHub App ID (or its client ID)");
+    /// `MOLECULE_GITHUB_APP_CLIENT_ID`, `--app-client-id`.
+    APP_CLIENT_ID: String = Setting::env(vars::MOLECULE_GITHUB_APP_CLIENT_ID, parse::client_id)
+        .flag(App, "app-client-id", "ID", "GitHub App client ID (Iv…), the JWT's issuer");
     /// `MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE`, `--app-private-key-file`.
     APP_PRIVATE_KEY_FILE: PathBuf =
         Setting::env(vars::MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE, parse::path)
         .flag(App, "app-private-key-file", "FILE", "GitHub App private key (PEM)");
+    /// `MOLECULE_GITHUB_APP_SIGNER`, `--app-signer`.
+    APP_SIGNER: Secret<String> = Setting::env(vars::MOLECULE_GITHUB_APP_SIGNER, parse::command)
+        .flag(App, "app-signer", "COMMAND",
+            "Command that signs the App's JWT (sh -c; input on stdin), instead of a key file");
     /// `MOLECULE_GITHUB_APP_INSTALLATION_ID`, `--app-installation-id`.
     APP_INSTALLATION_ID: u64 =
         Setting::env(vars::MOLECULE_GITHUB_APP_INSTALLATION_ID, parse::number)
