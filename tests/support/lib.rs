@@ -9,6 +9,8 @@
 //!   skewable clock, installation discovery and scoped installation tokens.
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
+//! - [`prometheus`]: a real Prometheus server scraping a target on loopback, and its query
+//!   API.
 //! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
 //! - [`stuck`]: locks held by a stopped process, and non-regular files where a file belongs.
 //! - [`table`]: table-driven tests that run every case and report every failure.
@@ -26,6 +28,7 @@ pub mod gitcmd;
 pub mod github_api;
 pub mod netns;
 pub mod platform;
+pub mod prometheus;
 mod server;
 pub mod skip;
 pub mod stuck;
