@@ -35,6 +35,8 @@ use crate::support::{assert_no_token_variable, report, root, run_ok, wait_for};
 
 const NAME: &str = "pod::the_kubernetes_example_keeps_the_agents_git_and_gh_working";
 const MANIFEST: &str = "docker/kubernetes/agent-with-sidecar.yaml";
+/// The prometheus-operator's PodMonitor for that pod.
+const POD_MONITOR: &str = "docker/kubernetes/agent-podmonitor.yaml";
 /// Where the test cluster's CA is put in each container (its own copy: not a volume).
 const CA: &str = "/usr/local/share/molecule-test/ca.pem";
 /// The manifest's placeholder for the agent's own command; here an agent that waits while
@@ -633,4 +635,71 @@ fn the_kubernetes_example_keeps_the_agents_git_and_gh_working() {
                 .sum::<usize>()
         ),
     );
+}
+
+/// The PodMonitor scrapes what the pod serves: its selector matches the pod's labels, and each
+/// endpoint names a container port whose number is the one that container's
+/// `MOLECULE_METRICS_LISTEN` binds on every address, at the listener's path.
+#[test]
+fn the_pod_monitor_scrapes_the_sidecars_metrics_listener() {
+    let pod = Pod::load();
+    let text = std::fs::read_to_string(root().join(POD_MONITOR)).unwrap();
+    let monitor: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(monitor["kind"], "PodMonitor");
+    let spec = &monitor["spec"];
+    let labels = &pod.doc["metadata"]["labels"];
+    let selector = &spec["selector"];
+    for (key, value) in selector["matchLabels"].as_object().into_iter().flatten() {
+        assert_eq!(&labels[key], value, "matchLabels {key}");
+    }
+    for expr in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = expr["key"].as_str().unwrap();
+        match expr["operator"].as_str().unwrap() {
+            "Exists" => assert!(labels.get(key).is_some(), "the pod has no label {key}"),
+            "In" => assert!(
+                expr["values"].as_array().unwrap().contains(&labels[key]),
+                "label {key}"
+            ),
+            other => panic!("{POD_MONITOR}: operator {other} is not checked here"),
+        }
+    }
+    for label in spec["podTargetLabels"].as_array().into_iter().flatten() {
+        let label = label.as_str().unwrap();
+        assert!(
+            labels.get(label).is_some(),
+            "podTargetLabels: the pod has no {label}"
+        );
+    }
+    let endpoints = spec["podMetricsEndpoints"].as_array().unwrap();
+    assert!(!endpoints.is_empty());
+    for endpoint in endpoints {
+        let name = endpoint["port"].as_str().unwrap();
+        let (container, port) = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|list| pod.spec()[list].as_array().unwrap())
+            .find_map(|c| {
+                let port = c["ports"].as_array()?.iter().find(|p| p["name"] == name)?;
+                Some((c, port))
+            })
+            .unwrap_or_else(|| panic!("{MANIFEST}: no container has a port named {name}"));
+        assert_eq!(
+            container["name"], "gh-token-refresh",
+            "the sidecar serves /metrics"
+        );
+        let listen = pod
+            .env(container)
+            .into_iter()
+            .find_map(|(k, v)| (k == "MOLECULE_METRICS_LISTEN").then_some(v))
+            .expect("the sidecar sets MOLECULE_METRICS_LISTEN");
+        assert_eq!(
+            listen,
+            format!("0.0.0.0:{}", port["containerPort"]),
+            "the listener binds the scraped port on the pod's IP"
+        );
+        assert_eq!(endpoint["path"], "/metrics");
+    }
 }

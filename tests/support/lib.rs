@@ -9,6 +9,8 @@
 //!   skewable clock, installation discovery and scoped installation tokens.
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
+//! - [`prometheus`]: a real Prometheus server scraping a target on loopback, and its query
+//!   API.
 //! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
 //! - [`flags`]: a token-shaped bad value for every configuration flag of the settings table.
 //! - [`leak`]: whether any 20-character piece of a secret reached some output.
@@ -30,6 +32,7 @@ pub mod github_api;
 pub mod leak;
 pub mod netns;
 pub mod platform;
+pub mod prometheus;
 mod server;
 pub mod skip;
 pub mod stuck;
