@@ -8,7 +8,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use molecule_tests::deadline::Guard;
-use molecule_tests::{PlatformOptions, PlatformStandIn, TokenAuthority, skip};
+use molecule_tests::prometheus::{self, Prometheus};
+use molecule_tests::{Fault, PlatformOptions, PlatformStandIn, TokenAuthority, skip};
 
 use crate::support::{Proc, signal, wait_for};
 
@@ -381,4 +382,84 @@ fn molecule_tests_report(name: &str, text: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-reports");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.txt")), format!("{text}\n")).unwrap();
+}
+
+/// A real Prometheus server (Debian's) scrapes the daemon's listener every second, as an
+/// operator's would. Its HTTP API sees a valid token; then, with the platform answering 503
+/// past the token's expiry, no valid token and the fallback active, and the failures counted
+/// as transient; then 401, counted as auth; then recovery.
+#[test]
+fn a_real_prometheus_sees_the_token_go_invalid_and_each_failure_by_class() {
+    const NAME: &str =
+        "metrics::a_real_prometheus_sees_the_token_go_invalid_and_each_failure_by_class";
+    if !skip::require_tools(NAME, &[prometheus::PROGRAM]) {
+        return;
+    }
+    let platform = platform(8);
+    let addr = free_addr();
+    let mut p = Proc::new(&platform.url());
+    p.set("MOLECULE_METRICS_LISTEN", &addr.to_string())
+        .set("TOKEN_REFRESH_MARGIN_SEC", "2")
+        // Retries never wait longer than the interval: each failure shows within seconds.
+        .set("TOKEN_REFRESH_INTERVAL_SEC", "3")
+        .set("TOKEN_REFRESH_JITTER_SEC", "0");
+    let _daemon = p.spawn_guarded("daemon.log", &[]);
+    let prom = Prometheus::start(addr, Some(&prometheus::alert_rules()));
+    let value = |samples: &[prometheus::Sample]| samples.first().map(|s| s.value);
+    let within = Duration::from_secs(30);
+
+    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
+        value(s) == Some(1.0)
+    });
+    prom.wait_for(
+        "molecule_fallback_active{host=\"github.com\"}",
+        within,
+        |s| value(s) == Some(0.0),
+    );
+    let started = Instant::now();
+    platform.set_fault(Fault::Status(503));
+    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
+        value(s) == Some(0.0)
+    });
+    let invalid_after = started.elapsed();
+    prom.wait_for(
+        "molecule_fallback_active{host=\"github.com\"}",
+        within,
+        |s| value(s) == Some(1.0),
+    );
+    prom.wait_for(
+        "molecule_token_refresh_total{host=\"github.com\",result=\"failure\",class=\"transient\"}",
+        within,
+        |s| value(s).is_some_and(|v| v >= 1.0),
+    );
+    let auth =
+        "molecule_token_refresh_total{host=\"github.com\",result=\"failure\",class=\"auth\"}";
+    assert_eq!(value(&prom.query(auth)), Some(0.0), "no auth failure yet");
+    platform.set_fault(Fault::Status(401));
+    prom.wait_for(auth, within, |s| value(s).is_some_and(|v| v >= 1.0));
+    platform.set_fault(Fault::None);
+    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
+        value(s) == Some(1.0)
+    });
+    prom.wait_for(
+        "molecule_fallback_active{host=\"github.com\"}",
+        within,
+        |s| value(s) == Some(0.0),
+    );
+    // Every series Prometheus holds from the daemon: labels from the bounded sets only, no
+    // token anywhere.
+    let token = p.cached_token().expect("a token is cached");
+    for sample in prom.query("{job=\"molecule\"}") {
+        for (k, v) in &sample.labels {
+            assert!(!v.contains(&token[..20]), "a token in label {k}");
+            assert!(!v.starts_with("ghs_"), "a token in label {k}={v}");
+        }
+    }
+    molecule_tests_report(
+        "metrics-prometheus",
+        &format!(
+            "a real Prometheus scraping /metrics every second: valid 1, then 0 with fallback_active 1 {:.1} s after the platform started failing; failures counted as transient (503) and auth (401); valid again after recovery",
+            invalid_after.as_secs_f64()
+        ),
+    );
 }
