@@ -8,7 +8,7 @@ use molecule_credential::Error;
 use molecule_credential::cache::Document;
 use molecule_credential::clock::format_rfc3339;
 use molecule_credential::config::Config;
-use molecule_credential::status::{DaemonStatus, assess};
+use molecule_credential::status::{DaemonStatus, assess, assess_daemon};
 use molecule_credential::store::CacheDir;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -55,11 +55,23 @@ pub fn print_metrics(config: &Config, now: OffsetDateTime, out: &mut dyn Write) 
     }
 }
 
+/// What `status` judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: the daemon, every host's token, the sinks (a health or readiness check).
+    Health,
+    /// Only whether the daemon runs and wakes on schedule (a liveness probe).
+    Alive,
+}
+
 /// Reads the files and assesses. Errors reading them (insecure, corrupt) are problems too.
-pub fn check(config: &Config, now: OffsetDateTime) -> Health {
+pub fn check(config: &Config, scope: Scope, now: OffsetDateTime) -> Health {
     match read_files(config) {
         Ok((status, doc)) => {
-            let problems = assess(config, status.as_ref(), &doc, now);
+            let problems = match scope {
+                Scope::Health => assess(config, status.as_ref(), &doc, now),
+                Scope::Alive => assess_daemon(status.as_ref(), now).into_iter().collect(),
+            };
             Health {
                 healthy: problems.is_empty(),
                 problems,
@@ -75,8 +87,14 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Health {
 }
 
 /// Prints the report; exit 0 when healthy, 1 otherwise.
-pub fn run(config: &Config, json: bool, now: OffsetDateTime, out: &mut dyn Write) -> u8 {
-    let health = check(config, now);
+pub fn run(
+    config: &Config,
+    scope: Scope,
+    json: bool,
+    now: OffsetDateTime,
+    out: &mut dyn Write,
+) -> u8 {
+    let health = check(config, scope, now);
     let text = if json {
         serde_json::to_string_pretty(&health).expect("the report serialises") + "\n"
     } else if health.healthy {

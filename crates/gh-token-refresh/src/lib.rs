@@ -58,6 +58,10 @@ pub enum Command {
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// Only whether the daemon is running and waking on schedule, whatever its tokens'
+        /// state: for a liveness probe (restarting the daemon cannot repair a failing source)
+        #[arg(long)]
+        alive: bool,
     },
     /// Print the daemon's Prometheus metrics, read from daemon.status.json and the cache (no
     /// source configuration, no network): for one-shot setups, cron and probes

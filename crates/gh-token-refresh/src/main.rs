@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use gh_token_refresh::daemon::{Signals, SourceMinter};
 use gh_token_refresh::gh::Gh;
+use gh_token_refresh::health::Scope;
 use gh_token_refresh::{Cli, Command, Deps, NAME};
 use molecule_credential::alarm::RealtimeAlarm;
 use molecule_credential::clock::{Clock, SystemClock};
@@ -37,10 +38,12 @@ fn main() -> ExitCode {
     }
     let config = Arc::new(loaded.config);
     match cli.command {
-        Some(Command::Status { json }) => {
+        Some(Command::Status { json, alive }) => {
             let stdout = std::io::stdout();
+            let scope = if alive { Scope::Alive } else { Scope::Health };
             return ExitCode::from(gh_token_refresh::health::run(
                 &config,
+                scope,
                 json,
                 SystemClock.now(),
                 &mut stdout.lock(),

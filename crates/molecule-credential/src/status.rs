@@ -314,6 +314,28 @@ fn secs(d: time::Duration) -> i64 {
     d.whole_seconds()
 }
 
+/// Whether the daemon is alive at `now`: it has written its status and is waking on schedule
+/// (pure). `Some(problem)` when not. A daemon whose source is failing is alive: restarting it
+/// cannot repair the source (a liveness probe asks only this).
+pub fn assess_daemon(status: Option<&DaemonStatus>, now: OffsetDateTime) -> Option<String> {
+    match status {
+        None => Some(
+            "no daemon.status.json: the daemon has not run with this cache directory".to_owned(),
+        ),
+        Some(s) => match s.next_wake_at {
+            None => Some(format!(
+                "the daemon stopped at {}",
+                format_rfc3339(s.updated_at)
+            )),
+            Some(wake) if now > wake + OVERDUE_GRACE => Some(format!(
+                "the daemon was due to wake at {} and has not: it is not running",
+                format_rfc3339(wake)
+            )),
+            Some(_) => None,
+        },
+    }
+}
+
 /// What is wrong with the daemon and the cache at `now`, one line each (pure: no I/O).
 /// Healthy means every host holds a usable token, the daemon is waking on schedule, no host
 /// is inside the margin with its last refresh failed, and every token file (sink) could be
@@ -324,23 +346,7 @@ pub fn assess(
     doc: &Document,
     now: OffsetDateTime,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    match status {
-        None => problems.push(
-            "no daemon.status.json: the daemon has not run with this cache directory".to_owned(),
-        ),
-        Some(s) => match s.next_wake_at {
-            None => problems.push(format!(
-                "the daemon stopped at {}",
-                format_rfc3339(s.updated_at)
-            )),
-            Some(wake) if now > wake + OVERDUE_GRACE => problems.push(format!(
-                "the daemon was due to wake at {} and has not: it is not running",
-                format_rfc3339(wake)
-            )),
-            Some(_) => {}
-        },
-    }
+    let mut problems: Vec<String> = assess_daemon(status, now).into_iter().collect();
     if let Some(s) = status {
         for (path, sink) in s.sinks.iter().filter(|(_, k)| k.state == "failed") {
             problems.push(format!(

@@ -97,3 +97,56 @@ fn status_with_the_github_app_source_opens_no_key_file() {
         opened.join("\n")
     );
 }
+
+/// `status --alive` is a liveness probe: a daemon whose source fails past its token's expiry
+/// is unhealthy but alive (restarting it cannot repair the source, and would throw away its
+/// backoff); a daemon that has stopped is not alive.
+#[test]
+fn status_alive_asks_only_whether_the_daemon_runs() {
+    let platform = PlatformStandIn::start(
+        "127.0.0.1:0".parse().unwrap(),
+        molecule_tests::PlatformOptions {
+            ttl: Duration::from_secs(4),
+            remint_below: Duration::from_secs(2),
+            bearer: "bearer-xyz".into(),
+            workspace_id: None,
+        },
+        molecule_tests::TokenAuthority::new(),
+    );
+    let mut p = Proc::new(&platform.url());
+    p.set("TOKEN_REFRESH_MARGIN_SEC", "1");
+    let mut daemon = p.spawn_guarded("d.log", &[]);
+    let code = |args: &[&str]| run_within(&mut p.command(BIN, args), b"", DEADLINE).code;
+    assert!(
+        wait_for(10, || code(&["status"]) == Some(0)),
+        "{}",
+        p.log("d.log")
+    );
+    platform.set_fault(molecule_tests::Fault::Status(503));
+    // The token dies, the platform still fails: unhealthy, alive.
+    assert!(
+        wait_for(10, || code(&["status"]) == Some(1)),
+        "{}",
+        p.log("d.log")
+    );
+    assert_eq!(code(&["status", "--alive"]), Some(0));
+    let run = run_within(
+        &mut p.command(BIN, &["status", "--alive", "--json"]),
+        b"",
+        DEADLINE,
+    );
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        (v["healthy"].clone(), v["problems"].clone()),
+        (true.into(), serde_json::json!([]))
+    );
+    crate::support::signal(daemon.child(), "TERM");
+    assert_eq!(daemon.exit_within(Duration::from_secs(5)), Some(Some(0)));
+    let run = run_within(&mut p.command(BIN, &["status", "--alive"]), b"", DEADLINE);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("the daemon stopped at"),
+        "{}",
+        run.stdout
+    );
+}
