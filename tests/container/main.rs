@@ -17,6 +17,7 @@
 
 mod dns;
 mod entrypoint;
+mod harness;
 mod hour;
 mod image;
 mod install;
@@ -24,6 +25,7 @@ mod pod;
 mod redaction;
 mod respawn;
 mod runtime;
+mod sinks;
 mod soak;
 mod stack;
 mod support;
