@@ -4,6 +4,9 @@
 //! rotations, the daemon killed and brought back. Then the shipped artifacts themselves: the
 //! image docker/Dockerfile builds, run as a container with "an hour, compressed" inside
 //! (`image`), and docker/kubernetes/agent-with-sidecar.yaml run as a simulated pod (`pod`).
+//! And the token files and sources for tools beyond git (issue 18): the daemon's sinks under
+//! a polling reader (`sinks`), the file source through a Kubernetes secret volume
+//! (`file_source`).
 //!
 //! Tests that run the root half create their agent user in a private mount namespace (copies of
 //! /etc/passwd and /etc/group bind-mounted over the real ones) and a private network namespace,
@@ -17,6 +20,7 @@
 
 mod dns;
 mod entrypoint;
+mod file_source;
 mod harness;
 mod hour;
 mod image;
@@ -25,6 +29,7 @@ mod pod;
 mod redaction;
 mod respawn;
 mod runtime;
+mod secret_volume;
 mod sinks;
 mod soak;
 mod stack;
