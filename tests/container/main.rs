@@ -6,7 +6,7 @@
 //! (`image`), and docker/kubernetes/agent-with-sidecar.yaml run as a simulated pod (`pod`).
 //! And the token files and sources for tools beyond git (issue 18): the daemon's sinks under
 //! a polling reader (`sinks`), the file source through a Kubernetes secret volume
-//! (`file_source`).
+//! (`file_source`), and the consumer recipes of docs/consumers.md (`recipes`).
 //!
 //! Tests that run the root half create their agent user in a private mount namespace (copies of
 //! /etc/passwd and /etc/group bind-mounted over the real ones) and a private network namespace,
@@ -26,6 +26,7 @@ mod hour;
 mod image;
 mod install;
 mod pod;
+mod recipes;
 mod redaction;
 mod respawn;
 mod runtime;

@@ -373,6 +373,14 @@ fn ms(d: Duration) -> u128 {
 
 #[test]
 fn a_reader_polling_three_sinks_never_sees_a_torn_or_dead_token() {
+    // The iron-proxy recipe this reader stands for, as docs/consumers.md shows it.
+    for line in [
+        "gh-token-refresh --sink json:/run/molecule/github.json",
+        "json_key: token",
+        "ttl: 2m",
+    ] {
+        crate::recipes::assert_documented(line);
+    }
     let t = tempfile::tempdir().unwrap();
     let world = Platform::start(t.path(), TTL, REMINT_BELOW);
     let sinks = sinks(&t.path().join("sinks"));
