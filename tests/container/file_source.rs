@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use molecule_tests::deadline::Guard;
 use molecule_tests::{Issued, TokenAuthority};
 
-use crate::harness::{Env, cached, git_reject, now, within};
+use crate::harness::{Env, assert_exhausted, cached, file_source, git_reject, now, within};
 use crate::secret_volume::SecretVolume;
 use crate::stack::{AGENT_LOOP, Results, Stack, work_until};
 use crate::support::{bin_dir, report, signal};
@@ -40,20 +40,6 @@ fn json(issued: &Issued) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// The helper's environment for the file source reading `volume`'s `token`.
-fn file_env(dir: &Path, volume: &SecretVolume, margin: &str) -> Env {
-    std::fs::create_dir_all(dir.join("empty-path")).unwrap();
-    let mut env = Env::default();
-    env.set("PATH", dir.join("empty-path"))
-        .set("HOME", dir)
-        .set("MOLECULE_TOKEN_CACHE_DIR", dir.join("cache"))
-        .set("MOLECULE_GIT_HOSTS", "github.com")
-        .set("MOLECULE_TOKEN_SOURCE", "file")
-        .set("MOLECULE_TOKEN_SOURCE_FILE", volume.path("token"))
-        .set("TOKEN_REFRESH_MARGIN_SEC", margin);
-    env
 }
 
 /// `token --format json`, parsed: (token, source, expires_at as printed).
@@ -80,7 +66,8 @@ fn a_secret_volume_is_served_swapped_and_an_erased_token_never_again() {
     let t = tempfile::tempdir().unwrap();
     let authority = TokenAuthority::new();
     let mut volume = SecretVolume::new(&t.path().join("secret"));
-    let env = file_env(t.path(), &volume, "2");
+    let mut env = file_source(t.path(), &volume.path("token"));
+    env.set("TOKEN_REFRESH_MARGIN_SEC", "2");
     let token_path = volume.path("token");
 
     // Served: the platform's JSON shape, from a 0644 file, with one warning naming it.
@@ -131,12 +118,7 @@ fn a_secret_volume_is_served_swapped_and_an_erased_token_never_again() {
         "erase did not mark it suspect"
     );
     let out = env.helper(&["token"], "");
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (Some(69), ""),
-        "{}",
-        out.stderr
-    );
+    assert_exhausted(&out);
     assert!(out.stderr.contains("rotate"), "{}", out.stderr);
     let fallback = authority.issue(Duration::from_secs(3600));
     let mut with_fallback = env.clone();
@@ -187,12 +169,7 @@ fn a_secret_volume_is_served_swapped_and_an_erased_token_never_again() {
     let mut fresh = env.clone();
     fresh.set("MOLECULE_TOKEN_CACHE_DIR", t.path().join("cache-2"));
     let out = fresh.helper(&["token"], "");
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (Some(69), ""),
-        "{}",
-        out.stderr
-    );
+    assert_exhausted(&out);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
     report(
         "file-source",

@@ -130,6 +130,20 @@ impl Platform {
     }
 }
 
+/// The helper's environment for the file source reading `file`, with its cache and home
+/// under `dir` and nothing on PATH.
+pub fn file_source(dir: &Path, file: &Path) -> Env {
+    std::fs::create_dir_all(dir.join("empty-path")).unwrap();
+    let mut env = Env::default();
+    env.set("PATH", dir.join("empty-path"))
+        .set("HOME", dir)
+        .set("MOLECULE_TOKEN_CACHE_DIR", dir.join("cache"))
+        .set("MOLECULE_GIT_HOSTS", "github.com")
+        .set("MOLECULE_TOKEN_SOURCE", "file")
+        .set("MOLECULE_TOKEN_SOURCE_FILE", file);
+    env
+}
+
 /// What `tokens.json` in `cache` holds for `key`: the token, its expiry, whether it is
 /// suspect, and when it was fetched.
 pub struct Cached {
@@ -178,6 +192,17 @@ pub fn git_reject(env: &Env, host: &str, token: &str, home: &Path) -> Finished {
     done.assert_in_time("git credential reject");
     assert_eq!(done.code, Some(0), "git credential reject: {}", done.stderr);
     done
+}
+
+/// `done` served nothing: exit 69 (every source failed), nothing on stdout.
+#[track_caller]
+pub fn assert_exhausted(done: &Finished) {
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(69), ""),
+        "{}",
+        done.stderr
+    );
 }
 
 /// Polls `cond` every 5 ms for at most `limit`; the time it took when it held.

@@ -14,7 +14,7 @@ use molecule_tests::deadline::run_within;
 use molecule_tests::{Fault, TokenAuthority};
 use serde_json::Value;
 
-use crate::harness::{Env, Platform, cached, now};
+use crate::harness::{Platform, cached, file_source, now};
 use crate::secret_volume::SecretVolume;
 use crate::support::{bin_dir, report, root};
 
@@ -140,7 +140,7 @@ fn a_vault_agent_template_renders_what_the_file_source_reads() {
     let file = t.path().join("github-token.json");
     // The recipe's `perms = "0600"`.
     molecule_tests::write_secret(&file, &rendered);
-    let env = file_env(t.path(), &file);
+    let env = file_source(t.path(), &file);
     let out = env.helper(&["token", "--format", "json"], "");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -157,19 +157,6 @@ fn a_vault_agent_template_renders_what_the_file_source_reads() {
         "Vault Agent template ({{ .Data | toJSON }} of the GitHub secrets engine's answer, \
          0600): the file source serves its token with its expires_at",
     );
-}
-
-/// The helper reading `file` with the file source, a cache under `dir`.
-fn file_env(dir: &Path, file: &Path) -> Env {
-    std::fs::create_dir_all(dir.join("empty-path")).unwrap();
-    let mut env = Env::default();
-    env.set("PATH", dir.join("empty-path"))
-        .set("HOME", dir)
-        .set("MOLECULE_TOKEN_CACHE_DIR", dir.join("cache"))
-        .set("MOLECULE_GIT_HOSTS", "github.com")
-        .set("MOLECULE_TOKEN_SOURCE", "file")
-        .set("MOLECULE_TOKEN_SOURCE_FILE", file);
-    env
 }
 
 /// The documents of a multi-document YAML file.
@@ -253,7 +240,7 @@ fn the_external_secrets_manifest_mounts_what_the_file_source_reads() {
     let mut mounted = SecretVolume::new(&t.path().join("secret"));
     let first = authority.issue(Duration::from_secs(3600));
     mounted.publish(&[("token", first.token.as_bytes())], default_mode, None);
-    let env = file_env(t.path(), &mounted.path("token"));
+    let env = file_source(t.path(), &mounted.path("token"));
     let out = env.helper(&["token"], "");
     assert_eq!(
         (out.code, out.stdout.trim()),
