@@ -710,3 +710,57 @@ fn without_a_source_the_sinks_go_and_come_back_and_a_fifo_blocks_nothing() {
         ),
     );
 }
+
+/// A platform that hangs (reads the request, never answers) while the held token expires: the
+/// daemon is inside a mint that lasts up to `MOLECULE_HTTP_TIMEOUT_SEC`, and the sinks must
+/// still go within 2 s of the expiry, not when the call gives up.
+#[test]
+fn a_hanging_platform_does_not_keep_a_dead_token_in_the_sinks() {
+    let t = tempfile::tempdir().unwrap();
+    let world = Platform::start(t.path(), TTL, REMINT_BELOW);
+    let sinks = sinks(&t.path().join("sinks"));
+    let mut env = world.env.clone();
+    env.set("TOKEN_REFRESH_MARGIN_SEC", MARGIN)
+        .set("TOKEN_REFRESH_INTERVAL_SEC", "60")
+        .set("MOLECULE_HTTP_TIMEOUT_SEC", "10")
+        .set("MOLECULE_TOKEN_SINKS", spec(&sinks));
+    let log = t.path().join("daemon.log");
+    let mut daemon = env.daemon(&[], &log);
+    let show = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_sinks(&sinks, &show);
+    // Right after a rotation: the next refresh, at the margin (2 s before the expiry), hangs
+    // for 10 s, across the expiry.
+    assert!(
+        within(Duration::from_secs(10), || cached(
+            &world.cache,
+            "github.com"
+        )
+        .is_some_and(
+            |c| now() - c.fetched_at < time::Duration::milliseconds(300)
+        ))
+        .is_some()
+    );
+    world.stand_in.set_fault(Fault::Hang);
+    let held = cached(&world.cache, "github.com").unwrap();
+    let gone = within(Duration::from_secs(15), || {
+        sinks.iter().all(|s| !s.path.exists())
+    })
+    .map(|_| now());
+    let late = gone.map(|at| (at - held.expires_at).whole_milliseconds());
+    assert!(
+        late.is_some_and(|ms| (-50..=2000).contains(&ms)),
+        "sinks removed {late:?} ms after the token's expiry (bound 2000):\n{}",
+        show()
+    );
+    world.stand_in.set_fault(Fault::None);
+    signal(daemon.id(), "TERM");
+    assert_eq!(daemon.exit_within(Duration::from_secs(15)), Some(Some(0)));
+    report(
+        "sinks-hang",
+        &format!(
+            "platform hanging across the token's expiry (HTTP budget 10 s): the sinks removed \
+             {} ms after the expiry (bound 2000)",
+            late.unwrap()
+        ),
+    );
+}
