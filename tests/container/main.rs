@@ -4,6 +4,9 @@
 //! rotations, the daemon killed and brought back. Then the shipped artifacts themselves: the
 //! image docker/Dockerfile builds, run as a container with "an hour, compressed" inside
 //! (`image`), and docker/kubernetes/agent-with-sidecar.yaml run as a simulated pod (`pod`).
+//! And the token files and sources for tools beyond git (issue 18): the daemon's sinks under
+//! a polling reader (`sinks`), the file source through a Kubernetes secret volume
+//! (`file_source`), and the consumer recipes of docs/consumers.md (`recipes`).
 //!
 //! Tests that run the root half create their agent user in a private mount namespace (copies of
 //! /etc/passwd and /etc/group bind-mounted over the real ones) and a private network namespace,
@@ -17,13 +20,18 @@
 
 mod dns;
 mod entrypoint;
+mod file_source;
+mod harness;
 mod hour;
 mod image;
 mod install;
 mod pod;
+mod recipes;
 mod redaction;
 mod respawn;
 mod runtime;
+mod secret_volume;
+mod sinks;
 mod soak;
 mod stack;
 mod support;

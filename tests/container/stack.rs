@@ -24,6 +24,9 @@ pub const STALE: &str = "ghs_stale_from_container_start";
 /// token authority. Binds 127.0.0.1:443: call it inside a private network namespace.
 pub struct Stack {
     pub ca: TestCa,
+    /// Which tokens the git host and its API accept: the platform mints into it, and a test
+    /// that provisions tokens some other way (the file source) issues them from it.
+    pub authority: TokenAuthority,
     pub platform: PlatformStandIn,
     pub forge: GitServer,
     pub bearer: String,
@@ -50,10 +53,15 @@ impl Stack {
         let repos = dir.join("repos");
         std::fs::create_dir_all(repos.join("acme")).unwrap();
         molecule_tests::init_bare_repo(&repos, "acme/app.git");
-        let forge =
-            GitServer::start_with_api("127.0.0.1:443".parse().unwrap(), &repos, &ca, authority);
+        let forge = GitServer::start_with_api(
+            "127.0.0.1:443".parse().unwrap(),
+            &repos,
+            &ca,
+            authority.clone(),
+        );
         Stack {
             ca,
+            authority,
             platform,
             forge,
             bearer: bearer.into(),

@@ -188,6 +188,13 @@ impl PlatformStandIn {
     pub fn minted(&self) -> u64 {
         self.state.minted.load(Ordering::Relaxed)
     }
+
+    /// Forgets the cached token: the next request mints a new one whatever the old one has
+    /// left, as the platform does once a token it cached was revoked. The old token stays
+    /// valid (in the authority) until its own expiry.
+    pub fn remint_on_next_request(&self) {
+        *lock(&self.state.cached) = None;
+    }
 }
 
 /// Locks a mutex whose data stays consistent across a panic (each holder does a single
@@ -416,6 +423,14 @@ mod tests {
         // The old token stays valid until its own expiry, as on GitHub.
         assert!(authority.is_valid(&first));
         assert_eq!(platform.requests(), 3);
+
+        // Forced: a new token at once, though the cached one has most of its life left.
+        platform.remint_on_next_request();
+        let (_, body) = get(&platform, PATH, "b3arer").expect("forced");
+        let (third, _) = token_of(&body);
+        assert!(third != second, "re-minted on request");
+        assert_eq!(platform.minted(), 3);
+        assert!(authority.is_valid(&second));
     }
 
     #[test]

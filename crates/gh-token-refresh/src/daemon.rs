@@ -17,8 +17,10 @@
 //! - The cache directory is watched ([`CacheWatch`]): whoever writes `tokens.json`, the sinks
 //!   and the metrics follow within moments, and a token a server rejected (`erase`) is
 //!   replaced at once. After every wake, before anything else, the cache as it is now is
-//!   published ([`Daemon::publish`]): sinks, the metrics text (textfile and listener), so a
-//!   token that expired while a refresh hangs is never left in a sink.
+//!   published ([`Daemon::publish`]): sinks, the metrics text (textfile and listener). And
+//!   while a refresh waits (for `refresh.lock`, for the source), the held token's expiry is
+//!   watched too (`meanwhile`): a token that expires while a refresh hangs is out of every
+//!   sink at once, not when the call gives up.
 
 use std::future::Future;
 use std::path::Path;
@@ -160,14 +162,30 @@ pub struct Daemon<M, D, A> {
     status: DaemonStatus,
     /// Consecutive cycles that did not end with a fresh token.
     failures: u32,
+    /// The sinks and the metrics, published after every wake.
+    outputs: Outputs,
+    /// The cache directory's watch (daemon mode only; `None` if inotify is unavailable).
+    watch: Option<CacheWatch>,
+}
+
+/// What the daemon publishes: the token files and the metrics.
+struct Outputs {
     /// The token files kept fresh (daemon mode only; empty with `--once`).
     sinks: Sinks,
     /// The latest metrics text, for the listener and the textfile.
     metrics: watch::Sender<String>,
-    /// The cache directory's watch (daemon mode only; `None` if inotify is unavailable).
-    watch: Option<CacheWatch>,
     /// The last textfile write failed (said once per change of state).
     textfile_failing: bool,
+}
+
+/// What publishing needs, borrowed field by field from the daemon, so that it can run while
+/// a mint (which borrows the minter) is in flight.
+struct Publisher<'a> {
+    outputs: &'a mut Outputs,
+    status: &'a mut DaemonStatus,
+    config: &'a Arc<Config>,
+    clock: &'a Arc<dyn Clock>,
+    cache: &'a CacheDir,
 }
 
 /// What this build says about itself in `molecule_build_info`.
@@ -220,10 +238,12 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             Mode::Once => (Sinks::default(), None),
         };
         Ok(Some(Self {
-            sinks,
-            metrics: watch::Sender::new(String::new()),
+            outputs: Outputs {
+                sinks,
+                metrics: watch::Sender::new(String::new()),
+                textfile_failing: false,
+            },
             watch,
-            textfile_failing: false,
             broker: Broker::new(config.clone(), cache, clock.clone()),
             policy: Policy::from_config(&config),
             config,
@@ -255,7 +275,7 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
 
     /// The latest metrics text, for the listener.
     pub fn metrics(&self) -> watch::Receiver<String> {
-        self.metrics.subscribe()
+        self.outputs.metrics.subscribe()
     }
 
     /// Reads `tokens.json` on a blocking thread.
@@ -436,57 +456,13 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
 
     /// Brings the sinks and the metrics (the listener's text, the textfile) to what `doc`
     /// says now. Cheap when nothing changed: a sink already holding the right token is not
-    /// rewritten, the textfile only when its text changed. True when a sink was written or
-    /// removed (the status file has news).
+    /// rewritten, the textfile only when its text changed.
+    /// True when a sink was written or removed (the status file has news).
     async fn publish(&mut self, doc: &Document) -> bool {
         let now = self.clock.now();
-        let mut sinks_changed = false;
-        if !self.sinks.is_empty() {
-            let (config, snapshot) = (self.config.clone(), doc.clone());
-            let mut sinks = std::mem::take(&mut self.sinks);
-            let (sinks, outcomes) = blocking(move || {
-                let fallback = fallback_token(&config).unwrap_or_else(|e| {
-                    tracing::debug!("no fallback token for the sinks: {e}");
-                    None
-                });
-                let outcomes = sinks.update(&snapshot, fallback.as_ref(), now);
-                (sinks, outcomes)
-            })
-            .await;
-            self.sinks = sinks;
-            sinks_changed = outcomes.success + outcomes.failure > 0;
-            self.status.counters.sink_writes.merge(outcomes);
-            self.status.sinks = self.sinks.statuses().collect();
-        }
-        let text = metrics::render(&self.config, Some(&self.status), doc, now, BUILD);
-        let changed = self.metrics.send_if_modified(|old| {
-            let changed = *old != text;
-            if changed {
-                *old = text;
-            }
-            changed
-        });
-        if let (true, Some(path)) = (changed, self.config.metrics_file.clone()) {
-            let text = self.metrics.borrow().clone();
-            let how = Replace {
-                mode: 0o644,
-                gid: None,
-                sync_dir: false,
-            };
-            let written = blocking(move || atomic::replace(&path, text.as_bytes(), how)).await;
-            match (written, self.textfile_failing) {
-                (Ok(()), _) => self.textfile_failing = false,
-                (Err(e), false) => {
-                    tracing::warn!(
-                        path = %self.config.metrics_file.as_deref().unwrap_or(Path::new("")).display(),
-                        "cannot write the metrics textfile: {e}"
-                    );
-                    self.textfile_failing = true;
-                }
-                (Err(_), true) => {}
-            }
-        }
-        sinks_changed
+        self.outputs
+            .publish(&self.config, now, &mut self.status, doc)
+            .await
     }
 
     /// `--revoke-on-exit`: revokes every token this source minted that the cache still holds,
@@ -626,11 +602,22 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
     ) -> Result<Vec<(String, Result<Refreshed>)>, Interrupted> {
         let doc = self.read().await.unwrap_or_default();
         let targets = refresh_targets(&self.config, &doc);
+        // When the first token still held dies: a mint that hangs past it must not keep it
+        // in the sinks.
+        let now = self.clock.now();
+        let expiry = doc
+            .entries
+            .values()
+            .filter(|e| e.is_usable(now))
+            .map(|e| e.expires_at)
+            .min();
         let mut outcomes = Vec::with_capacity(targets.len());
         for target in &targets {
             let cached = doc.entries.get(&target.key());
             let started = tokio::time::Instant::now();
-            let result = self.refresh_host(target, cached, force, shutdown).await?;
+            let result = self
+                .refresh_host(target, cached, force, expiry, shutdown)
+                .await?;
             let class = match &result {
                 Ok(Refreshed::AlreadyFresh(_)) => None,
                 Ok(Refreshed::Minted(_)) => Some(Class::Ok),
@@ -649,12 +636,14 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
 
     /// One host, by the broker's one path: begin (a bounded wait for `refresh.lock`, abandoned
     /// on shutdown), mint (abandoned on shutdown), complete (a compare-and-swap write, never
-    /// abandoned once started).
+    /// abandoned once started). While it waits, a held token reaching its `expiry` is
+    /// published at once (`meanwhile`).
     async fn refresh_host(
-        &self,
+        &mut self,
         target: &Target,
         cached: Option<&Entry>,
         force: bool,
+        expiry: Option<OffsetDateTime>,
         shutdown: &mut Shutdown,
     ) -> Result<Result<Refreshed>, Interrupted> {
         let want = if force {
@@ -662,12 +651,32 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
         } else {
             Want::FetchedWithin(schedule::skip_window(&self.policy))
         };
-        let broker = self.broker.clone();
-        let key = target.key();
-        let begin = tokio::select! {
-            begin = blocking(move || broker.begin(&key, want, Wait::Budget)) => begin,
-            () = &mut *shutdown => return Err(Interrupted),
+        let Self {
+            broker,
+            minter,
+            alarm,
+            outputs,
+            status,
+            config,
+            clock,
+            ..
+        } = self;
+        let mut publisher = Publisher {
+            outputs,
+            status,
+            config,
+            clock,
+            cache: broker.cache(),
         };
+        let (lock, key) = (broker.clone(), target.key());
+        let begin = meanwhile(
+            blocking(move || lock.begin(&key, want, Wait::Budget)),
+            expiry,
+            alarm,
+            shutdown,
+            &mut publisher,
+        )
+        .await?;
         let permit = match begin {
             Err(e) => return Ok(Err(e)),
             Ok(Begin::Cached(e)) => return Ok(Ok(Refreshed::AlreadyFresh(e))),
@@ -679,10 +688,14 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
             }
             Ok(Begin::Mint(permit)) => permit,
         };
-        let minted = tokio::select! {
-            m = self.minter.mint(target, cached) => m,
-            () = &mut *shutdown => return Err(Interrupted),
-        };
+        let minted = meanwhile(
+            minter.mint(target, cached),
+            expiry,
+            alarm,
+            shutdown,
+            &mut publisher,
+        )
+        .await?;
         Ok(match minted {
             Ok(minted) => blocking(move || permit.complete(minted))
                 .await
@@ -779,6 +792,110 @@ impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {
         let (status, cache) = (self.status.clone(), self.broker.cache().clone());
         if let Err(e) = blocking(move || status.write(&cache, &lock)).await {
             tracing::warn!(error = %e, "could not write daemon.status.json");
+        }
+    }
+}
+
+impl Outputs {
+    /// Brings the sinks and the metrics (the listener's text, the textfile) to what `doc`
+    /// says now. Cheap when nothing changed: a sink already holding the right token is not
+    /// rewritten, the textfile only when its text changed. True when a sink was written or
+    /// removed.
+    async fn publish(
+        &mut self,
+        config: &Arc<Config>,
+        now: OffsetDateTime,
+        status: &mut DaemonStatus,
+        doc: &Document,
+    ) -> bool {
+        let mut sinks_changed = false;
+        if !self.sinks.is_empty() {
+            let (config, snapshot) = (config.clone(), doc.clone());
+            let mut sinks = std::mem::take(&mut self.sinks);
+            let (sinks, outcomes) = blocking(move || {
+                let fallback = fallback_token(&config).unwrap_or_else(|e| {
+                    tracing::debug!("no fallback token for the sinks: {e}");
+                    None
+                });
+                let outcomes = sinks.update(&snapshot, fallback.as_ref(), now);
+                (sinks, outcomes)
+            })
+            .await;
+            self.sinks = sinks;
+            sinks_changed = outcomes.success + outcomes.failure > 0;
+            status.counters.sink_writes.merge(outcomes);
+            status.sinks = self.sinks.statuses().collect();
+        }
+        let text = metrics::render(config, Some(status), doc, now, BUILD);
+        let changed = self.metrics.send_if_modified(|old| {
+            let changed = *old != text;
+            if changed {
+                *old = text;
+            }
+            changed
+        });
+        if let (true, Some(path)) = (changed, config.metrics_file.clone()) {
+            let text = self.metrics.borrow().clone();
+            let how = Replace {
+                mode: 0o644,
+                gid: None,
+                sync_dir: false,
+            };
+            let written = blocking(move || atomic::replace(&path, text.as_bytes(), how)).await;
+            match (written, self.textfile_failing) {
+                (Ok(()), _) => self.textfile_failing = false,
+                (Err(e), false) => {
+                    tracing::warn!(
+                        path = %config.metrics_file.as_deref().unwrap_or(Path::new("")).display(),
+                        "cannot write the metrics textfile: {e}"
+                    );
+                    self.textfile_failing = true;
+                }
+                (Err(_), true) => {}
+            }
+        }
+        sinks_changed
+    }
+}
+
+impl Publisher<'_> {
+    /// Publishes the cache as it is now.
+    async fn publish(&mut self) {
+        let cache = self.cache.clone();
+        let doc = blocking(move || cache.read()).await.unwrap_or_default();
+        self.outputs
+            .publish(self.config, self.clock.now(), self.status, &doc)
+            .await;
+    }
+}
+
+/// Awaits `work` (a lock wait, a mint) while the wall clock goes on: when a held token
+/// expires meanwhile (`expiry`), the cache as it is then is published at once, so a refresh
+/// that hangs for its whole budget never leaves a dead token in a sink. `Err` on shutdown.
+async fn meanwhile<T>(
+    work: impl Future<Output = T>,
+    mut expiry: Option<OffsetDateTime>,
+    alarm: &mut impl Alarm,
+    shutdown: &mut Shutdown,
+    publisher: &mut Publisher<'_>,
+) -> Result<T, Interrupted> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            () = &mut *shutdown => return Err(Interrupted),
+            () = async {
+                match expiry {
+                    Some(at) => alarm.wait_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                publisher.publish().await;
+                // The alarm also fires when the clock is changed: wait on if it is not time.
+                if expiry.is_some_and(|at| publisher.clock.now() >= at) {
+                    expiry = None;
+                }
+            }
         }
     }
 }
