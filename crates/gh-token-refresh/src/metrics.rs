@@ -97,20 +97,28 @@ fn entries_of<'a>(doc: &'a Document, host: &'a str) -> impl Iterator<Item = (Str
     })
 }
 
+/// Every cached entry of a configured host, in the configured order: (host, owner, entry).
+fn entries<'a>(
+    config: &'a Config,
+    doc: &'a Document,
+) -> impl Iterator<Item = (&'a str, String, &'a Entry)> {
+    config.hosts.iter().flat_map(move |host| {
+        entries_of(doc, host).map(move |(owner, e)| (host.as_str(), owner, e))
+    })
+}
+
 fn gauges(out: &mut Exposition, config: &Config, doc: &Document, now: OffsetDateTime) {
     out.family(
         "molecule_token_expiration_timestamp_seconds",
         "gauge",
         "the cached token's expires_at, in unix seconds",
     );
-    for host in &config.hosts {
-        for (owner, e) in entries_of(doc, host) {
-            out.sample(
-                "molecule_token_expiration_timestamp_seconds",
-                &[("host", host), ("owner", &owner), ("source", &e.source)],
-                e.expires_at.unix_timestamp(),
-            );
-        }
+    for (host, owner, e) in entries(config, doc) {
+        out.sample(
+            "molecule_token_expiration_timestamp_seconds",
+            &[("host", host), ("owner", &owner), ("source", &e.source)],
+            e.expires_at.unix_timestamp(),
+        );
     }
     out.family(
         "molecule_token_valid",
@@ -121,12 +129,8 @@ fn gauges(out: &mut Exposition, config: &Config, doc: &Document, now: OffsetDate
         let mut host_wide = false;
         for (owner, e) in entries_of(doc, host) {
             host_wide |= owner.is_empty();
-            let valid = u8::from(e.is_usable(now));
-            out.sample(
-                "molecule_token_valid",
-                &[("host", host), ("owner", &owner)],
-                valid,
-            );
+            let labels = [("host", host.as_str()), ("owner", &owner)];
+            out.sample("molecule_token_valid", &labels, u8::from(e.is_usable(now)));
         }
         if !host_wide {
             // Nothing cached for the host itself: that is a 0, not an absent series.
@@ -138,14 +142,12 @@ fn gauges(out: &mut Exposition, config: &Config, doc: &Document, now: OffsetDate
         "gauge",
         "when the cached token was fetched (by any process), in unix seconds",
     );
-    for host in &config.hosts {
-        for (owner, e) in entries_of(doc, host) {
-            out.sample(
-                "molecule_token_last_success_timestamp_seconds",
-                &[("host", host), ("owner", &owner)],
-                e.fetched_at.unix_timestamp(),
-            );
-        }
+    for (host, owner, e) in entries(config, doc) {
+        out.sample(
+            "molecule_token_last_success_timestamp_seconds",
+            &[("host", host), ("owner", &owner)],
+            e.fetched_at.unix_timestamp(),
+        );
     }
     out.family(
         "molecule_fallback_active",

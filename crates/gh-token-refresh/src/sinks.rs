@@ -266,7 +266,8 @@ mod tests {
     use molecule_credential::Secret;
     use molecule_credential::cache::Entry;
     use molecule_credential::clock::parse_rfc3339;
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt};
+    use molecule_tests::stuck::NotRegular;
+    use std::os::unix::fs::MetadataExt;
 
     fn now() -> OffsetDateTime {
         parse_rfc3339("2026-12-06T20:00:00Z").unwrap()
@@ -342,40 +343,47 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_a_symlink_or_a_missing_directory_is_refused_and_blocks_nothing() {
+    fn what_is_not_a_regular_file_is_refused_and_blocks_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        // A FIFO (an open would block), a socket, a directory; then a symlink and a missing
+        // directory; then a plain path that works.
+        let placed: Vec<_> = NotRegular::ALL
+            .iter()
+            .map(|kind| kind.place(&dir.path().join(kind.name())))
+            .collect();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
         let mut sinks = Sinks::new(&config(
             dir.path(),
-            "raw:DIR/fifo,raw:DIR/link,raw:DIR/none/x,raw:DIR/ok",
+            "raw:DIR/FIFO,raw:DIR/socket,raw:DIR/directory,raw:DIR/link,raw:DIR/none/x,raw:DIR/ok",
             None,
         ));
         let started = std::time::Instant::now();
         let o = sinks.update(&doc("ghs_one", 30), None, now());
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        assert_eq!((o.success, o.failure), (1, 3));
+        assert_eq!((o.success, o.failure), (1, 5));
         assert_eq!(
             fs::read_to_string(dir.path().join("ok")).unwrap(),
             "ghs_one\n"
         );
-        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        for p in &placed {
+            assert!(
+                !fs::symlink_metadata(&p.path).unwrap().is_file(),
+                "left as it was"
+            );
+        }
         assert_eq!(
             fs::read_link(dir.path().join("link")).unwrap(),
             Path::new("/etc/passwd")
         );
         let errors: Vec<_> = sinks.statuses().filter_map(|(_, s)| s.error).collect();
-        assert!(errors[0].contains("is a FIFO"), "{errors:?}");
-        assert!(errors[1].contains("is a symlink"), "{errors:?}");
-        assert!(errors[2].contains("directory does not exist"), "{errors:?}");
-        for e in &errors {
+        for (e, want) in errors.iter().zip([
+            "is a FIFO",
+            "is not a regular file",
+            "is a directory",
+            "is a symlink",
+            "directory does not exist",
+        ]) {
+            assert!(e.contains(want), "{e}: {want}");
             assert!(!e.contains("ghs_"));
         }
     }
