@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use molecule_tests::deadline::Guard;
+use molecule_tests::deadline::{Guard, run_within};
 use molecule_tests::prometheus::{self, Prometheus};
 use molecule_tests::{Fault, PlatformOptions, PlatformStandIn, TokenAuthority, skip};
 
@@ -85,26 +85,12 @@ fn promtool_check(test: &str, text: &str) -> Option<String> {
     if !skip::require_tools(test, &["promtool"]) {
         return None;
     }
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {said}\n{text}"
-    );
+    let mut cmd = std::process::Command::new("promtool");
+    cmd.args(["check", "metrics"]);
+    let run = run_within(&mut cmd, text.as_bytes(), Duration::from_secs(20));
+    run.assert_in_time("promtool check metrics");
+    let said = run.stdout + &run.stderr;
+    assert_eq!(run.code, Some(0), "promtool check metrics: {said}\n{text}");
     Some(said)
 }
 
@@ -408,25 +394,22 @@ fn a_real_prometheus_sees_the_token_go_invalid_and_each_failure_by_class() {
     let value = |samples: &[prometheus::Sample]| samples.first().map(|s| s.value);
     let within = Duration::from_secs(30);
 
-    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
-        value(s) == Some(1.0)
-    });
-    prom.wait_for(
-        "molecule_fallback_active{host=\"github.com\"}",
-        within,
-        |s| value(s) == Some(0.0),
-    );
+    // What git gets: a valid token (1, fallback 0), or none (0, fallback active 1).
+    let expect = |valid: f64| {
+        prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
+            value(s) == Some(valid)
+        });
+        prom.wait_for(
+            "molecule_fallback_active{host=\"github.com\"}",
+            within,
+            |s| value(s) == Some(1.0 - valid),
+        );
+    };
+    expect(1.0);
     let started = Instant::now();
     platform.set_fault(Fault::Status(503));
-    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
-        value(s) == Some(0.0)
-    });
+    expect(0.0);
     let invalid_after = started.elapsed();
-    prom.wait_for(
-        "molecule_fallback_active{host=\"github.com\"}",
-        within,
-        |s| value(s) == Some(1.0),
-    );
     prom.wait_for(
         "molecule_token_refresh_total{host=\"github.com\",result=\"failure\",class=\"transient\"}",
         within,
@@ -438,14 +421,7 @@ fn a_real_prometheus_sees_the_token_go_invalid_and_each_failure_by_class() {
     platform.set_fault(Fault::Status(401));
     prom.wait_for(auth, within, |s| value(s).is_some_and(|v| v >= 1.0));
     platform.set_fault(Fault::None);
-    prom.wait_for("molecule_token_valid{host=\"github.com\"}", within, |s| {
-        value(s) == Some(1.0)
-    });
-    prom.wait_for(
-        "molecule_fallback_active{host=\"github.com\"}",
-        within,
-        |s| value(s) == Some(0.0),
-    );
+    expect(1.0);
     // Every series Prometheus holds from the daemon: labels from the bounded sets only, no
     // token anywhere.
     let token = p.cached_token().expect("a token is cached");
