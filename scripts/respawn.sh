@@ -23,6 +23,7 @@ name=$(basename "$1")
 delay=$min
 child=
 ticker=
+sleeper=
 
 say() { printf '%s respawn: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 
@@ -38,6 +39,7 @@ rotate() {
 stop() {
   trap - TERM INT
   [ -z "$ticker" ] || kill "$ticker" 2>/dev/null || true
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
   if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
     kill -TERM "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
@@ -84,7 +86,10 @@ while :; do
   fi
   [ "$ran" -lt "$healthy" ] || delay=$min
   say "$name exited with status $status after ${ran}s; restarting in ${delay}s"
-  sleep "$delay" & wait $! || true
+  sleep "$delay" &
+  sleeper=$!
+  wait "$sleeper" || true
+  sleeper=
   if [ "$ran" -lt "$healthy" ]; then
     delay=$(( delay * 2 ))
     [ "$delay" -le "$max" ] || delay=$max

@@ -155,3 +155,35 @@ fn the_log_file_is_rotated_not_grown() {
         "one old file is kept"
     );
 }
+
+#[test]
+fn sigterm_during_the_delay_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    let mut c = Command::new(script("respawn.sh"));
+    c.args(["sh", "-c", &format!("{RECORD_START}; exit 1")])
+        .env("T", t.path())
+        .env("MOLECULE_RESPAWN_MIN_DELAY_SEC", "30")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut r = c.spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || starts(&t).len() == 1));
+    // Inside the 30 s delay.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(r.id(), "TERM");
+    assert_eq!(wait_exit(&mut r, Duration::from_secs(5)), Some(0));
+    let group_left = || {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{}", r.id())])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // The delay's sleep went with the loop: nothing of the loop's group runs on.
+    assert!(
+        wait_for(Duration::from_secs(2), || !group_left()),
+        "the delay's sleep outlived the loop"
+    );
+}

@@ -162,17 +162,24 @@ pub fn run_ok(c: &mut Command, timeout: Duration) -> std::process::Output {
     out
 }
 
-/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh or git
-/// tools take a token from: `who` (say, "the agent") must get its tokens another way.
+/// The variables a container may be started with that carry the boot-time token: gh's, and
+/// the names MCP servers and Copilot read it by. The entrypoint unsets them all.
+pub const TOKEN_VARIABLES: [&str; 6] = [
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "GITHUB_PERSONAL_ACCESS_TOKEN",
+    "COPILOT_GITHUB_TOKEN",
+];
+
+/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh, git tools,
+/// MCP servers or Copilot take a token from ([`TOKEN_VARIABLES`]): `who` (say, "the agent")
+/// must get its tokens another way.
 pub fn assert_no_token_variable(env: &str, who: &str) {
-    for var in [
-        "GH_TOKEN=",
-        "GITHUB_TOKEN=",
-        "GH_ENTERPRISE_TOKEN=",
-        "GITHUB_ENTERPRISE_TOKEN=",
-    ] {
+    for var in TOKEN_VARIABLES.map(|name| format!("{name}=")) {
         assert!(
-            !env.lines().any(|l| l.starts_with(var)),
+            !env.lines().any(|l| l.starts_with(&var)),
             "{who}: {var} is set"
         );
     }
