@@ -12,7 +12,8 @@
 # Agent half (after the drop, or when started directly as the agent user):
 #   - save the boot-time GH_TOKEN/GITHUB_TOKEN as the fallback token (mode 0600);
 #   - unset them: gh prefers a stale GH_TOKEN over its stored login, and refuses to log in
-#     while it is set;
+#     while it is set; GITHUB_PERSONAL_ACCESS_TOKEN and COPILOT_GITHUB_TOKEN too; then start
+#     again, so that this process's environment no longer holds the token;
 #   - `gh-token-refresh --once` to prime the cache and gh;
 #   - the daemon under scripts/respawn.sh, in a session of its own;
 #   - CMD as a child, with this shell's stdin and terminal; then, when CMD has exited, the
@@ -96,8 +97,17 @@ agent_half() {
   fi
   # The same boot-time token under the names MCP servers and Copilot read it by.
   unset boot GH_TOKEN GITHUB_TOKEN GH_ENTERPRISE_TOKEN GITHUB_ENTERPRISE_TOKEN \
-    GITHUB_PERSONAL_ACCESS_TOKEN COPILOT_GITHUB_TOKEN MOLECULE_ENTRYPOINT_STAGE
+    GITHUB_PERSONAL_ACCESS_TOKEN COPILOT_GITHUB_TOKEN
+  # This shell stays for the agent's whole life, and the environment it was started with, the
+  # token included, is what /proc/PID/environ shows every process of the agent user. unset
+  # does not change that; starting again does.
+  export MOLECULE_ENTRYPOINT_STAGE=run
+  exec "$self" "$@"
+}
 
+# The rest of the agent half, in a process started without the boot token.
+run_half() {
+  unset MOLECULE_ENTRYPOINT_STAGE
   if "$daemon" --once; then
     log "cache and gh primed"
   else
@@ -122,10 +132,22 @@ start_daemon() {
   log "$daemon running under $(basename "$respawn") (pid $keeper)"
 }
 
+# Waits, at most a second, until process $1, just forked, runs its own program. Until then it
+# is a copy of this shell, whose signal handler would swallow a signal meant for the program;
+# its command line changes when it execs. (scripts/respawn.sh has the same.)
+await_exec() {
+  n=0
+  while [ "$n" -lt 100 ] && cmp -s "/proc/$1/cmdline" "/proc/$$/cmdline" 2>/dev/null; do
+    sleep 0.01
+    n=$((n + 1))
+  done
+}
+
 # Asks the respawn loop to stop the daemon; once.
 stop_daemon() {
   [ -z "$keeper_stopped_at" ] || return 0
   keeper_stopped_at=$(date +%s)
+  await_exec "$keeper"
   kill -TERM "$keeper" 2>/dev/null || true
 }
 
@@ -152,6 +174,7 @@ await_daemon() {
 on_signal() {
   [ "$1" != TERM ] || stop_daemon
   if [ -n "$agent" ]; then
+    await_exec "$agent"
     kill -"$1" "$agent" 2>/dev/null || true
   else
     pending=$1
@@ -212,7 +235,11 @@ run_agent() {
   exit "$status"
 }
 
-if [ "$(id -u)" = 0 ] && [ "${MOLECULE_ENTRYPOINT_STAGE:-}" != agent ] && [ "${MOLECULE_ENTRYPOINT_NO_DROP:-}" != 1 ]; then
-  root_half "$@"
-fi
+case ${MOLECULE_ENTRYPOINT_STAGE:-} in
+  run) run_half "$@" ;;
+  agent) ;;
+  *) if [ "$(id -u)" = 0 ] && [ "${MOLECULE_ENTRYPOINT_NO_DROP:-}" != 1 ]; then
+       root_half "$@"
+     fi ;;
+esac
 agent_half "$@"

@@ -1,11 +1,11 @@
 //! scripts/entrypoint.sh as root with a created agent user, and started directly as the agent.
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use molecule_tests::deadline::Guard;
 use molecule_tests::{PlatformOptions, PlatformStandIn, TokenAuthority};
 
 use crate::support::*;
@@ -258,32 +258,6 @@ fn daemon_record(cache: &Path) -> Option<(u32, bool)> {
     Some((pid, status["next_wake_at"].is_null()))
 }
 
-/// Whether process `pid` runs: it exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        !matches!(state, None | Some("Z" | "X"))
-    })
-}
-
-/// Process ids of the session `sid` leads: the respawn loop's, with the daemon in it.
-fn session(sid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(4))
-                    .is_some_and(|s| s == sid.to_string())
-            })
-        })
-        .filter(|pid| alive(*pid))
-        .collect()
-}
-
 /// The entrypoint run as this user, with its own home, the platform stand-in and a fake gh.
 struct Direct {
     t: tempfile::TempDir,
@@ -348,10 +322,7 @@ impl Direct {
             .envs(TOKEN_VARIABLES.map(|name| (name, STALE)))
             .env("OUT", &self.out)
             .stdout(std::fs::File::create(self.t.path().join("entrypoint.log")).unwrap())
-            .stderr(std::fs::File::create(self.t.path().join("entrypoint.err")).unwrap())
-            // Its own group, so a failed test can end it (the daemon has a session of its
-            // own: see Drop).
-            .process_group(0);
+            .stderr(std::fs::File::create(self.t.path().join("entrypoint.err")).unwrap());
         c
     }
 
@@ -389,10 +360,18 @@ impl Direct {
 }
 
 impl Drop for Direct {
-    /// Whatever a failed test left of the daemon's session.
+    /// Whatever a failed test left: the daemon's session, and the agent's process group
+    /// (on a pseudo-terminal, in a session `script` made).
     fn drop(&mut self) {
         if let Some(keeper) = self.keeper() {
             molecule_tests::deadline::kill_group(keeper, "KILL");
+        }
+        let agent_group = self
+            .out("agent")
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("group=")?.parse().ok());
+        if let Some(group) = agent_group {
+            molecule_tests::deadline::kill_group(group, "KILL");
         }
     }
 }
@@ -441,8 +420,8 @@ fn a_terminal_agent_reads_the_terminal_and_gets_ctrl_c_and_the_daemon_does_not()
         ],
         None,
     );
-    let mut child = c.stdin(Stdio::piped()).spawn().unwrap();
-    let mut terminal = child.stdin.take().unwrap();
+    let mut guard = Guard::spawn(c.stdin(Stdio::piped()));
+    let mut terminal = guard.child().stdin.take().unwrap();
     assert!(
         wait_for(Duration::from_secs(30), || !d.out("agent").is_empty()
             && d.running_daemon().is_some()),
@@ -472,7 +451,7 @@ fn a_terminal_agent_reads_the_terminal_and_gets_ctrl_c_and_the_daemon_does_not()
     assert_eq!(d.running_daemon(), Some(daemon));
 
     std::fs::write(d.out.join("finish"), "").unwrap();
-    let code = wait_exit(&mut child, Duration::from_secs(20));
+    let code = wait_exit(guard.child(), Duration::from_secs(20));
     drop(terminal);
     assert_eq!(code, Some(7), "the agent's status:\n{}", d.log());
     assert_eq!(
@@ -532,8 +511,9 @@ fn sigterm_reaches_the_agent_once_and_the_daemon_stops_before_the_entrypoint_exi
     let agent = d.script("term-agent.sh", TERM_AGENT);
     let entry = script("entrypoint.sh");
     let mut c = d.command(&[entry.to_str().unwrap(), &agent], None);
-    let mut child = c.stdin(Stdio::piped()).spawn().unwrap();
-    child
+    let mut guard = Guard::spawn(c.stdin(Stdio::piped()));
+    guard
+        .child()
         .stdin
         .take()
         .unwrap()
@@ -551,12 +531,19 @@ fn sigterm_reaches_the_agent_once_and_the_daemon_stops_before_the_entrypoint_exi
         "the agent got the entrypoint's stdin"
     );
     assert_no_token_variable(&d.out("env"), "the agent");
+    // The entrypoint stays for the agent's life: its own environment, which every process of
+    // the agent user can read, must not hold the token either.
+    let environ = std::fs::read(format!("/proc/{}/environ", guard.id())).unwrap();
+    assert_no_token_variable(
+        &String::from_utf8_lossy(&environ).replace('\0', "\n"),
+        "the entrypoint's /proc/PID/environ",
+    );
     let daemon = d.running_daemon().unwrap();
     let keeper = d.keeper().expect("the entrypoint names the respawn loop");
 
     let sent = std::time::Instant::now();
-    signal(child.id(), "TERM");
-    let code = wait_exit(&mut child, Duration::from_secs(15));
+    signal(guard.id(), "TERM");
+    let code = wait_exit(guard.child(), Duration::from_secs(15));
     let took = sent.elapsed();
     assert_eq!(code, Some(5), "the agent's status:\n{}", d.log());
     assert_eq!(
@@ -573,7 +560,7 @@ fn sigterm_reaches_the_agent_once_and_the_daemon_stops_before_the_entrypoint_exi
     );
     assert!(!alive(daemon));
     assert_eq!(
-        session(keeper),
+        session_members(keeper),
         Vec::<u32>::new(),
         "the daemon's session is empty"
     );
@@ -608,15 +595,15 @@ fn a_daemon_that_ignores_sigterm_holds_the_exit_at_most_10_s() {
     let entry = script("entrypoint.sh");
     let mut c = d.command(&[entry.to_str().unwrap(), &agent], Some(&stand_ins));
     let started = std::time::Instant::now();
-    let mut child = c.stdin(Stdio::null()).spawn().unwrap();
-    let code = wait_exit(&mut child, Duration::from_secs(30));
+    let mut guard = Guard::spawn(c.stdin(Stdio::null()));
+    let code = wait_exit(guard.child(), Duration::from_secs(30));
     let took = started.elapsed();
     assert_eq!(code, Some(3), "the agent's status:\n{}", d.log());
     let daemon: u32 = d.out("daemon").trim().parse().unwrap();
     assert!(!alive(daemon), "the stubborn daemon was killed");
     let keeper = d.keeper().unwrap();
     assert_eq!(
-        session(keeper),
+        session_members(keeper),
         Vec::<u32>::new(),
         "nothing of its session is left"
     );
