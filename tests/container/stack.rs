@@ -26,6 +26,9 @@ pub struct Stack {
     pub ca: TestCa,
     pub platform: PlatformStandIn,
     pub forge: GitServer,
+    /// Which tokens the forge accepts: the platform mints into it, and so may a GitHub API
+    /// stand-in.
+    pub authority: TokenAuthority,
     pub bearer: String,
     pub workspace: String,
 }
@@ -50,12 +53,17 @@ impl Stack {
         let repos = dir.join("repos");
         std::fs::create_dir_all(repos.join("acme")).unwrap();
         molecule_tests::init_bare_repo(&repos, "acme/app.git");
-        let forge =
-            GitServer::start_with_api("127.0.0.1:443".parse().unwrap(), &repos, &ca, authority);
+        let forge = GitServer::start_with_api(
+            "127.0.0.1:443".parse().unwrap(),
+            &repos,
+            &ca,
+            authority.clone(),
+        );
         Stack {
             ca,
             platform,
             forge,
+            authority,
             bearer: bearer.into(),
             workspace: workspace.into(),
         }
