@@ -71,25 +71,21 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
     std::fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::chown(&out, Some(1000), Some(1000)).unwrap();
     let results = Results::new(&out);
-    let mounts = vec![
-        Mount {
-            host: configs,
-            path: "/configs".into(),
-            read_only: true,
-        },
-        Mount {
-            host: stack.ca.ca_pem_path().to_path_buf(),
-            path: CA.into(),
-            read_only: true,
-        },
-        Mount {
-            host: out.clone(),
-            path: OUT.into(),
-            read_only: false,
-        },
-    ];
+    let secrets = Mount {
+        host: configs,
+        path: "/configs".into(),
+        read_only: true,
+    };
     let run_env = stack.deployment_env(Path::new(CA));
-    start_as_docker_run(&mut container, &image, run_env, mounts, agent_on_stdin());
+    start_as_docker_run(
+        &mut container,
+        &image,
+        &stack,
+        secrets,
+        &out,
+        run_env,
+        agent_on_stdin(),
+    );
     let started = Instant::now();
     let pid1 = container.wait_pid1();
     let log_path = container.log_path();
@@ -270,16 +266,32 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
     );
 }
 
-/// Starts `container` the way `docker run -i -e … IMAGE < agent` starts it: the image's
-/// `Entrypoint` and `Cmd` as PID 1, as root, the image's `Env` then `run_env`, `$OUT`, and the
+/// Starts `container` the way `docker run -i -e … -v … IMAGE < agent` starts it: the image's
+/// `Entrypoint` and `Cmd` as PID 1, as root; the volumes `secrets`, the stack's CA and `out`
+/// (the agent's report directory, `$OUT`); the image's `Env`, then `run_env`, `$OUT`, and the
 /// stale boot token under every name a container may be given it by.
 fn start_as_docker_run(
     container: &mut Container,
     image: &Image,
+    stack: &Stack,
+    secrets: Mount,
+    out: &Path,
     mut run_env: Vec<(String, String)>,
-    mounts: Vec<Mount>,
     agent: String,
 ) {
+    let mounts = vec![
+        secrets,
+        Mount {
+            host: stack.ca.ca_pem_path().to_path_buf(),
+            path: CA.into(),
+            read_only: true,
+        },
+        Mount {
+            host: out.to_path_buf(),
+            path: OUT.into(),
+            read_only: false,
+        },
+    ];
     run_env.push(("OUT".to_owned(), OUT.to_owned()));
     run_env.extend(TOKEN_VARIABLES.map(|name| (name.to_owned(), STALE.to_owned())));
     let config = &image.config;
@@ -349,23 +361,11 @@ fn revoke_on_exit_reaches_github_before_pid_1_exits(
     let key = secrets.join("app-key.pem");
     molecule_tests::write_secret(&key, std::fs::read(test_app_key_path()).unwrap());
     std::os::unix::fs::chown(&key, Some(1000), Some(1000)).unwrap();
-    let mounts = vec![
-        Mount {
-            host: secrets,
-            path: "/secrets".into(),
-            read_only: true,
-        },
-        Mount {
-            host: stack.ca.ca_pem_path().to_path_buf(),
-            path: CA.into(),
-            read_only: true,
-        },
-        Mount {
-            host: out.clone(),
-            path: OUT.into(),
-            read_only: false,
-        },
-    ];
+    let secrets = Mount {
+        host: secrets,
+        path: "/secrets".into(),
+        read_only: true,
+    };
     let mut run_env = stack.deployment_env(Path::new(CA));
     run_env.retain(|(k, _)| k != "PLATFORM_URL" && k != "WORKSPACE_ID");
     run_env.extend(
@@ -386,8 +386,10 @@ fn revoke_on_exit_reaches_github_before_pid_1_exits(
     start_as_docker_run(
         &mut container,
         image,
+        stack,
+        secrets,
+        &out,
         run_env,
-        mounts,
         REVOKE_AGENT.to_owned(),
     );
     let pid1 = container.wait_pid1();

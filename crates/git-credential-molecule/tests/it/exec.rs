@@ -627,10 +627,10 @@ while kill -0 "$PPID" 2>/dev/null; do sleep 0.1; done
     );
 }
 
-#[test]
-fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
-    // Tokens living 5 s, margin 1 s: due 3 s before expiry (up to 4 s with the cache's
-    // whole-second expiry), so the first restart comes within about 2 s of the start.
+/// A platform minting tokens that live 5 s, and `sb` pointed at it with a 1 s margin: a token
+/// is due 3 s before expiry (up to 4 s with the cache's whole-second expiry), so exec's first
+/// restart comes within about 2 s of the start.
+fn five_second_platform(sb: &mut Sandbox) -> PlatformStandIn {
     let platform = PlatformStandIn::start(
         ([127, 0, 0, 1], 0).into(),
         PlatformOptions {
@@ -641,10 +641,16 @@ fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
         },
         TokenAuthority::new(),
     );
-    let mut sb = Sandbox::new();
     sb.platform(&platform.url())
-        .env("TOKEN_REFRESH_MARGIN_SEC", "1")
-        .env("MOLECULE_LOG", "info");
+        .env("TOKEN_REFRESH_MARGIN_SEC", "1");
+    platform
+}
+
+#[test]
+fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
+    let mut sb = Sandbox::new();
+    let _platform = five_second_platform(&mut sb);
+    sb.env("MOLECULE_LOG", "info");
     let dir = sb.path("");
     let child = script(
         &sb,
@@ -775,20 +781,8 @@ fn a_supervisor_killed_by_sigkill_takes_its_child_down() {
     let _platform = hour_platform(&mut sb);
     sigkill_exec_after_starts(&sb, "5", 1);
 
-    // Tokens living 5 s with a 1 s margin: a restart within about 2 s of the start.
-    let platform = PlatformStandIn::start(
-        ([127, 0, 0, 1], 0).into(),
-        PlatformOptions {
-            ttl: Duration::from_secs(5),
-            remint_below: Duration::from_secs(5),
-            bearer: BEARER.to_owned(),
-            workspace_id: None,
-        },
-        TokenAuthority::new(),
-    );
     let mut sb = Sandbox::new();
-    sb.platform(&platform.url())
-        .env("TOKEN_REFRESH_MARGIN_SEC", "1");
+    let _platform = five_second_platform(&mut sb);
     sigkill_exec_after_starts(&sb, "5", 2);
     let dir = sb.path("");
     let first = events(&dir, "start")[0];
