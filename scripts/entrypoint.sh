@@ -76,6 +76,11 @@ root_half() {
   die "cannot drop privileges: none of setpriv, runuser or gosu is installed"
 }
 
+# Where a container may be given the boot-time token: gh's variables, and the names MCP
+# servers and Copilot read it by. None reaches the agent.
+token_vars="GH_TOKEN GITHUB_TOKEN GH_ENTERPRISE_TOKEN GITHUB_ENTERPRISE_TOKEN
+  GITHUB_PERSONAL_ACCESS_TOKEN COPILOT_GITHUB_TOKEN"
+
 agent_half() {
   cache=${MOLECULE_TOKEN_CACHE_DIR:-$HOME/.molecule-token-cache}
   export MOLECULE_TOKEN_CACHE_DIR="$cache"
@@ -95,9 +100,8 @@ agent_half() {
     (umask 077 && printf '%s\n' "$boot" > "$fallback.tmp.$$" && mv -f "$fallback.tmp.$$" "$fallback")
     log "saved the boot-time token as the fallback ($fallback, mode 0600)"
   fi
-  # The same boot-time token under the names MCP servers and Copilot read it by.
-  unset boot GH_TOKEN GITHUB_TOKEN GH_ENTERPRISE_TOKEN GITHUB_ENTERPRISE_TOKEN \
-    GITHUB_PERSONAL_ACCESS_TOKEN COPILOT_GITHUB_TOKEN
+  # shellcheck disable=SC2086 # a list of names
+  unset boot $token_vars
   # This shell stays for the agent's whole life, and the environment it was started with, the
   # token included, is what /proc/PID/environ shows every process of the agent user. unset
   # does not change that; starting again does.
@@ -107,7 +111,8 @@ agent_half() {
 
 # The rest of the agent half, in a process started without the boot token.
 run_half() {
-  unset MOLECULE_ENTRYPOINT_STAGE
+  # shellcheck disable=SC2086 # a list of names; none is set unless this stage was forced
+  unset MOLECULE_ENTRYPOINT_STAGE $token_vars
   if "$daemon" --once; then
     log "cache and gh primed"
   else
