@@ -23,6 +23,8 @@ name=$(basename "$1")
 delay=$min
 child=
 ticker=
+sleeper=
+stopping=
 
 say() { printf '%s respawn: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 
@@ -35,17 +37,36 @@ rotate() {
   fi
 }
 
+# Waits, at most a second, until process $1, just forked, runs its own program. Until then it
+# is a copy of this shell, whose signal handler would swallow a signal meant for the program;
+# its command line changes when it execs. (scripts/entrypoint.sh has the same.)
+await_exec() {
+  n=0
+  while [ "$n" -lt 100 ] && cmp -s "/proc/$1/cmdline" "/proc/$$/cmdline" 2>/dev/null; do
+    sleep 0.01
+    n=$((n + 1))
+  done
+}
+
+# Ends the loop: CMD gets SIGTERM and is waited for. A signal that comes while no CMD runs is
+# noted and the loop ends at its next step; so is one that comes in the instant between
+# starting CMD and knowing its pid (a shell runs traps between commands), after which the loop
+# calls this again, with the pid.
 stop() {
-  trap - TERM INT
+  stopping=1
   [ -z "$ticker" ] || kill "$ticker" 2>/dev/null || true
-  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+  [ -n "$child" ] || return 0
+  trap - TERM INT
+  if kill -0 "$child" 2>/dev/null; then
+    await_exec "$child"
     kill -TERM "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
   fi
   exit 0
 }
 trap stop TERM INT
-trap '[ -z "$child" ] || kill -HUP "$child" 2>/dev/null || true' HUP
+trap '[ -z "$child" ] || { await_exec "$child"; kill -HUP "$child" 2>/dev/null || true; }' HUP
 
 # Waits for CMD; a trapped signal interrupts `wait`, so wait again while CMD lives.
 await() {
@@ -60,11 +81,13 @@ await() {
 
 if [ -n "$logfile" ]; then
   # Without a log file nothing here wakes up between restarts.
-  (trap - TERM INT HUP; while sleep 60; do rotate; done) &
+  # It ends with this loop, however this loop ends ($$ is this loop's pid in the subshell too).
+  (trap - TERM INT HUP; while sleep 60 && kill -0 $$ 2>/dev/null; do rotate; done) &
   ticker=$!
 fi
 
 while :; do
+  [ -z "$stopping" ] || exit 0
   rotate
   started=$(date +%s)
   if [ -n "$logfile" ]; then
@@ -73,6 +96,7 @@ while :; do
     "$@" &
   fi
   child=$!
+  [ -z "$stopping" ] || stop
   status=0
   await || status=$?
   child=
@@ -84,7 +108,10 @@ while :; do
   fi
   [ "$ran" -lt "$healthy" ] || delay=$min
   say "$name exited with status $status after ${ran}s; restarting in ${delay}s"
-  sleep "$delay" & wait $! || true
+  sleep "$delay" &
+  sleeper=$!
+  wait "$sleeper" || true
+  sleeper=
   if [ "$ran" -lt "$healthy" ]; then
     delay=$(( delay * 2 ))
     [ "$delay" -le "$max" ] || delay=$max

@@ -155,3 +155,68 @@ fn the_log_file_is_rotated_not_grown() {
         "one old file is kept"
     );
 }
+
+#[test]
+fn sigterm_during_the_delay_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    let mut c = Command::new(script("respawn.sh"));
+    c.args(["sh", "-c", &format!("{RECORD_START}; exit 1")])
+        .env("T", t.path())
+        .env("MOLECULE_RESPAWN_MIN_DELAY_SEC", "30")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut r = c.spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || starts(&t).len() == 1));
+    // Inside the 30 s delay.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(r.id(), "TERM");
+    assert_eq!(wait_exit(&mut r, Duration::from_secs(5)), Some(0));
+    // The delay's sleep went with the loop: nothing of the loop's group runs on.
+    assert!(
+        wait_for(Duration::from_secs(2), || group_members(r.id()).is_empty()),
+        "the delay's sleep outlived the loop"
+    );
+}
+
+/// A SIGTERM that comes as the loop starts its child, before the loop knows the child's pid or
+/// before the child has exec'd (a forked copy of the shell would swallow it), still stops the
+/// child: the loop exits at once and leaves nothing behind. Forty starts, stopped 0 to 20 ms
+/// in.
+#[test]
+fn sigterm_as_the_child_starts_still_stops_it() {
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    let mut slow = Vec::new();
+    for i in 0..40u64 {
+        let mut c = Command::new(script("respawn.sh"));
+        c.args(["sleep", "30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut r = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(500 * i));
+        // The loop may not have set its trap yet: then SIGTERM ends it before any child.
+        let _ = Command::new("kill")
+            .args(["-TERM", &r.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        let exited = wait_for(Duration::from_secs(3), || r.try_wait().unwrap().is_some());
+        let left = wait_for(Duration::from_secs(1), || group_members(r.id()).is_empty());
+        if !exited || !left {
+            slow.push((i, started.elapsed()));
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", r.id())])
+                .status();
+            let _ = r.wait();
+        }
+    }
+    drop(t);
+    assert!(
+        slow.is_empty(),
+        "stopped (start number, time taken) but not at once, or leaving a child: {slow:?}"
+    );
+}

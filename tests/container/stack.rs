@@ -29,6 +29,9 @@ pub struct Stack {
     pub authority: TokenAuthority,
     pub platform: PlatformStandIn,
     pub forge: GitServer,
+    /// Which tokens the forge accepts: the platform mints into it, and so may a GitHub API
+    /// stand-in.
+    pub authority: TokenAuthority,
     pub bearer: String,
     pub workspace: String,
 }
@@ -64,6 +67,7 @@ impl Stack {
             authority,
             platform,
             forge,
+            authority,
             bearer: bearer.into(),
             workspace: workspace.into(),
         }

@@ -162,17 +162,24 @@ pub fn run_ok(c: &mut Command, timeout: Duration) -> std::process::Output {
     out
 }
 
-/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh or git
-/// tools take a token from: `who` (say, "the agent") must get its tokens another way.
+/// The variables a container may be started with that carry the boot-time token: gh's, and
+/// the names MCP servers and Copilot read it by. The entrypoint unsets them all.
+pub const TOKEN_VARIABLES: [&str; 6] = [
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "GITHUB_PERSONAL_ACCESS_TOKEN",
+    "COPILOT_GITHUB_TOKEN",
+];
+
+/// Panics if `env` (`NAME=value` lines, as `env` prints them) holds a variable gh, git tools,
+/// MCP servers or Copilot take a token from ([`TOKEN_VARIABLES`]): `who` (say, "the agent")
+/// must get its tokens another way.
 pub fn assert_no_token_variable(env: &str, who: &str) {
-    for var in [
-        "GH_TOKEN=",
-        "GITHUB_TOKEN=",
-        "GH_ENTERPRISE_TOKEN=",
-        "GITHUB_ENTERPRISE_TOKEN=",
-    ] {
+    for var in TOKEN_VARIABLES.map(|name| format!("{name}=")) {
         assert!(
-            !env.lines().any(|l| l.starts_with(var)),
+            !env.lines().any(|l| l.starts_with(&var)),
             "{who}: {var} is set"
         );
     }
@@ -266,4 +273,39 @@ pub fn fake_gh(dir: &Path) -> PathBuf {
     std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may
+/// hold anything): state, parent, process group, session, …
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether process `pid` runs: it exists and is not a zombie (this machine's init may not
+/// reap orphans, so a dead one can linger as one).
+pub fn alive(pid: u32) -> bool {
+    stat_fields(pid)
+        .is_some_and(|f| !matches!(f.first().map(String::as_str), None | Some("Z" | "X")))
+}
+
+/// Running processes (zombies left out) of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    processes_where(2, pgid)
+}
+
+/// Running processes (zombies left out) of session `sid`.
+pub fn session_members(sid: u32) -> Vec<u32> {
+    processes_where(3, sid)
+}
+
+fn processes_where(field: usize, id: u32) -> Vec<u32> {
+    let id = id.to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat_fields(*pid).is_some_and(|f| f.get(field) == Some(&id)))
+        .filter(|pid| alive(*pid))
+        .collect()
 }

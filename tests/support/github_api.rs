@@ -233,6 +233,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The status answered.
     pub status: u16,
+    /// When the stand-in had handled it (a revocation, say, was done), as the answer went out.
+    pub answered_at: std::time::Instant,
 }
 
 /// A running GitHub API stand-in; stops when dropped.
@@ -625,6 +627,7 @@ fn handle(state: &State, request: &Request) -> Response<Body> {
         method: request.method.to_string(),
         path: path.to_owned(),
         status: response.status().as_u16(),
+        answered_at: std::time::Instant::now(),
     });
     response
 }

@@ -35,6 +35,8 @@
 //! - **Exit.** Whenever the child exits on its own (any code, a crash included) the supervisor
 //!   exits with its status: its code, or 128 + the signal that ended it, as a shell reports it.
 //!   A child is restarted for a new token, never for a crash.
+//! - **Death.** If the supervisor dies first, even by SIGKILL, the kernel sends the child
+//!   SIGTERM (`PR_SET_PDEATHSIG`): no child keeps running with a token nobody renews.
 //!
 //! Every wait is bounded: a look by the source's budget, a stop by the grace plus a few
 //! seconds after SIGKILL.
@@ -54,6 +56,7 @@ use molecule_credential::route::Target;
 use molecule_credential::schedule::{Dice, RandomDice};
 use molecule_credential::{Class, Error, Secret};
 use rustix::process::{Pid, Signal};
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::commands::TokenArgs;
@@ -375,6 +378,34 @@ pub fn state_and_group(stat: &str) -> Option<(char, i32)> {
     Some((state, group))
 }
 
+/// Has the kernel send the child SIGTERM when the supervisor dies, however it dies
+/// (`PR_SET_PDEATHSIG`, set in the child between fork and exec).
+///
+/// The signal reaches the child alone, not the process group it leads: what the child started
+/// is the child's to stop (a launcher that `exec`s, or one that passes SIGTERM on, does). The
+/// kernel clears it when the child runs a set-user-ID or set-group-ID program.
+#[expect(
+    unsafe_code,
+    reason = "pre_exec: a closure run in the child between fork and exec"
+)]
+fn die_with_supervisor(cmd: &mut tokio::process::Command) {
+    let supervisor = rustix::process::getpid();
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed. The closure makes
+    // two system calls (prctl, getppid) and builds an io::Error from an errno: nothing
+    // allocates, takes a lock or touches the parent's memory.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+            // The supervisor may have died between the fork and the prctl: then no signal
+            // will come, and the child must not start.
+            if rustix::process::getppid() != Some(supervisor) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running child, leader of its own process group.
 struct Running {
     child: tokio::process::Child,
@@ -382,12 +413,16 @@ struct Running {
 }
 
 impl Running {
+    /// Starts the child. Call it from the supervisor's loop, which runs on the thread that
+    /// drives the runtime for the supervisor's whole life: the death signal
+    /// ([`die_with_supervisor`]) fires when the thread that forked exits, not the process.
     fn start(spec: &Spec, token: &Secret<String>) -> io::Result<Self> {
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args).process_group(0);
         for name in spec.vars {
             cmd.env(name, token.expose());
         }
+        die_with_supervisor(&mut cmd);
         let child = cmd.spawn()?;
         // Never the group of init: kill(-1) would signal every process we may signal.
         let group = child
@@ -487,6 +522,79 @@ impl Running {
     }
 }
 
+/// Runs `work` while the child runs: its output, or the code to exit with when the child
+/// exits first or a signal ends supervision. Other signals are forwarded, and the wait goes on.
+async fn while_running<T>(
+    running: &mut Running,
+    signals: &mut mpsc::Receiver<Received>,
+    grace: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, u8> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            code = running.exited() => return Err(code),
+            received = next_signal(signals) => {
+                if let Some(code) = running.forward(received, grace, signals).await {
+                    return Err(code);
+                }
+            }
+        }
+    }
+}
+
+/// One look for a token, on a blocking thread (it may take locks and call the source, each
+/// within its budget).
+async fn look_once(look: &Look) -> Result<Found, Error> {
+    let look = look.clone();
+    tokio::task::spawn_blocking(move || look())
+        .await
+        .unwrap_or_else(|e| {
+            Err(Error::new(
+                Class::LocalConfig,
+                format!("looking for a token: {e}"),
+            ))
+        })
+}
+
+/// How many looks in a row found no fresh token, after one more that kept `held`.
+fn misses_after(plan: &Plan, held: Held, misses: u32, now: OffsetDateTime) -> u32 {
+    if held.is_fresh(plan, now) {
+        0
+    } else {
+        misses.saturating_add(1)
+    }
+}
+
+/// Stops the child and starts it again with `found`'s token: the new child, or the code to
+/// exit with (the child exited on its own just before, a signal ended supervision during the
+/// stop, or the new child could not be started).
+async fn restart_child(
+    running: &mut Running,
+    spec: &Spec,
+    found: &Found,
+    signals: &mut mpsc::Receiver<Received>,
+) -> Result<Running, u8> {
+    // It may have exited on its own a moment ago: then that is what to report.
+    if let Ok(Some(status)) = running.child.try_wait() {
+        return Err(exit_code(status));
+    }
+    let expires = match found.held {
+        Held::Expires(at) => format!("expires {}", format_rfc3339(at)),
+        Held::Unknown => "the fallback token, expiry unknown".to_owned(),
+    };
+    notice(&format!(
+        "restarting {} with a new token ({expires})",
+        spec.program.to_string_lossy()
+    ));
+    let (code, ending) = running.stop(Signal::TERM, spec.grace, signals).await;
+    if ending.is_some() {
+        return Err(code);
+    }
+    Running::start(spec, &found.token).map_err(|e| cannot_run(&spec.program, &e))
+}
+
 /// Runs `spec` with `first`'s token and keeps it supplied with a fresh one until it exits or a
 /// SIGINT or SIGTERM ends supervision; returns the exit code (the child's, as a shell reports
 /// it, or 126/127 when it cannot be started).
@@ -521,15 +629,8 @@ pub async fn supervise<A: Alarm, D: Dice>(
                 Next::At(at) => alarm.wait_until(at).await,
             }
         };
-        tokio::select! {
-            () = wake => {}
-            code = running.exited() => return code,
-            received = next_signal(&mut signals) => {
-                match running.forward(received, spec.grace, &mut signals).await {
-                    Some(code) => return code,
-                    None => continue,
-                }
-            }
+        if let Err(code) = while_running(&mut running, &mut signals, spec.grace, wake).await {
+            return code;
         }
         // The alarm also wakes when the wall clock is changed: decide again from the new
         // reading, which acts at once if the token is due by it.
@@ -539,29 +640,11 @@ pub async fn supervise<A: Alarm, D: Dice>(
             continue;
         }
 
-        let look_once = look.clone();
-        let mut looking = std::pin::pin!(async move {
-            tokio::task::spawn_blocking(move || look_once())
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Error::new(
-                        Class::LocalConfig,
-                        format!("looking for a token: {e}"),
-                    ))
-                })
-        });
-        let looked = loop {
-            tokio::select! {
-                looked = &mut looking => break looked,
-                code = running.exited() => return code,
-                received = next_signal(&mut signals) => {
-                    if let Some(code) = running.forward(received, spec.grace, &mut signals).await {
-                        return code;
-                    }
-                }
-            }
+        let looking = look_once(&look);
+        let looked = match while_running(&mut running, &mut signals, spec.grace, looking).await {
+            Ok(looked) => looked,
+            Err(code) => return code,
         };
-
         let now = clock.now();
         let found = match looked {
             Ok(found) => found,
@@ -571,11 +654,7 @@ pub async fn supervise<A: Alarm, D: Dice>(
                     "no new token for {}: {e}; it keeps the one it has",
                     spec.program.to_string_lossy()
                 );
-                misses = if held.is_fresh(plan, now) {
-                    0
-                } else {
-                    misses.saturating_add(1)
-                };
+                misses = misses_after(plan, held, misses, now);
                 continue;
             }
         };
@@ -585,32 +664,12 @@ pub async fn supervise<A: Alarm, D: Dice>(
                 if same {
                     held = found.held;
                 }
-                misses = if held.is_fresh(plan, now) {
-                    0
-                } else {
-                    misses.saturating_add(1)
-                };
+                misses = misses_after(plan, held, misses, now);
             }
             Verdict::Restart => {
-                // It may have exited on its own a moment ago: then that is what to report.
-                if let Ok(Some(status)) = running.child.try_wait() {
-                    return exit_code(status);
-                }
-                let expires = match found.held {
-                    Held::Expires(at) => format!("expires {}", format_rfc3339(at)),
-                    Held::Unknown => "the fallback token, expiry unknown".to_owned(),
-                };
-                notice(&format!(
-                    "restarting {} with a new token ({expires})",
-                    spec.program.to_string_lossy()
-                ));
-                let (code, ending) = running.stop(Signal::TERM, spec.grace, &mut signals).await;
-                if ending.is_some() {
-                    return code;
-                }
-                running = match Running::start(spec, &found.token) {
-                    Ok(r) => r,
-                    Err(e) => return cannot_run(&spec.program, &e),
+                running = match restart_child(&mut running, spec, &found, &mut signals).await {
+                    Ok(restarted) => restarted,
+                    Err(code) => return code,
                 };
                 Found { token, held } = found;
                 misses = u32::from(!held.is_fresh(plan, now));

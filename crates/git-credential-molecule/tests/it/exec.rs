@@ -627,10 +627,10 @@ while kill -0 "$PPID" 2>/dev/null; do sleep 0.1; done
     );
 }
 
-#[test]
-fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
-    // Tokens living 5 s, margin 1 s: due 3 s before expiry (up to 4 s with the cache's
-    // whole-second expiry), so the first restart comes within about 2 s of the start.
+/// A platform minting tokens that live 5 s, and `sb` pointed at it with a 1 s margin: a token
+/// is due 3 s before expiry (up to 4 s with the cache's whole-second expiry), so exec's first
+/// restart comes within about 2 s of the start.
+fn five_second_platform(sb: &mut Sandbox) -> PlatformStandIn {
     let platform = PlatformStandIn::start(
         ([127, 0, 0, 1], 0).into(),
         PlatformOptions {
@@ -641,10 +641,16 @@ fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
         },
         TokenAuthority::new(),
     );
-    let mut sb = Sandbox::new();
     sb.platform(&platform.url())
-        .env("TOKEN_REFRESH_MARGIN_SEC", "1")
-        .env("MOLECULE_LOG", "info");
+        .env("TOKEN_REFRESH_MARGIN_SEC", "1");
+    platform
+}
+
+#[test]
+fn a_restart_stops_a_child_that_ignores_sigterm_within_the_grace() {
+    let mut sb = Sandbox::new();
+    let _platform = five_second_platform(&mut sb);
+    sb.env("MOLECULE_LOG", "info");
     let dir = sb.path("");
     let child = script(
         &sb,
@@ -700,6 +706,90 @@ while kill -0 "$PPID" 2>/dev/null; do sleep 0.1; done
         "{took:?}"
     );
     assert!(!running(last.1));
+}
+
+/// A child that never ends by itself: it records its pid at each start and each SIGTERM,
+/// and exits on SIGTERM. It does not watch its parent: only a signal ends it.
+const DEATHLESS: &str = r#"dir=$1
+trap 'echo "term $$" >> "$dir/events"; exit 0' TERM
+echo "start $$" >> "$dir/events"
+while :; do sleep 0.1; done
+"#;
+
+/// The pids the deathless child recorded for `what` (`start` or `term`).
+fn events(dir: &Path, what: &str) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("events"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(what)?.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILLs exec once its child has started `starts` times; the last child must get SIGTERM
+/// from the kernel and be gone within a few seconds.
+fn sigkill_exec_after_starts(sb: &Sandbox, grace: &str, starts: usize) {
+    let dir = sb.path("");
+    let child = script(sb, "deathless.sh", DEATHLESS);
+    let args = [
+        "exec",
+        "--restart",
+        "--grace-sec",
+        grace,
+        "--",
+        "sh",
+        child.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ];
+    let mut exec = start_exec(sb, &args);
+    assert!(
+        wait_for(Duration::from_secs(20), || events(&dir, "start").len()
+            >= starts),
+        "{} starts: {}",
+        events(&dir, "start").len(),
+        exec_stderr(sb)
+    );
+    let last = *events(&dir, "start").last().unwrap();
+    assert!(running(last));
+    kill(exec.id(), "KILL");
+    assert_eq!(
+        exec.exit_within(Duration::from_secs(5)),
+        Some(None),
+        "exec died of SIGKILL"
+    );
+    let stopped = wait_for(Duration::from_secs(5), || !running(last));
+    if !stopped {
+        // Not ours to leave behind, whatever the outcome.
+        let _ = Command::new("kill")
+            .args(["-KILL", &last.to_string()])
+            .status();
+    }
+    assert!(stopped, "the child outlived exec's SIGKILL");
+    assert!(
+        events(&dir, "term").contains(&last),
+        "the child was ended by SIGTERM: {:?}",
+        std::fs::read_to_string(dir.join("events"))
+    );
+}
+
+/// DESIGN.md, "The container story": a supervisor that dies, even by SIGKILL, takes its child
+/// down (the child gets SIGTERM). The child is in a process group of its own, so nothing else
+/// would reach it. Both the first child and one started later by a restart: the death signal
+/// belongs to the thread that forked, and every child is forked by the supervisor's loop.
+#[test]
+fn a_supervisor_killed_by_sigkill_takes_its_child_down() {
+    let mut sb = Sandbox::new();
+    let _platform = hour_platform(&mut sb);
+    sigkill_exec_after_starts(&sb, "5", 1);
+
+    let mut sb = Sandbox::new();
+    let _platform = five_second_platform(&mut sb);
+    sigkill_exec_after_starts(&sb, "5", 2);
+    let dir = sb.path("");
+    let first = events(&dir, "start")[0];
+    assert!(
+        events(&dir, "term").contains(&first),
+        "the restart stopped the first child with SIGTERM"
+    );
 }
 
 /// How long the platform's tokens live in the must-show run.
