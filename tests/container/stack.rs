@@ -24,14 +24,11 @@ pub const STALE: &str = "ghs_stale_from_container_start";
 /// token authority. Binds 127.0.0.1:443: call it inside a private network namespace.
 pub struct Stack {
     pub ca: TestCa,
-    /// Which tokens the git host and its API accept: the platform mints into it, and a test
-    /// that provisions tokens some other way (the file source) issues them from it.
+    /// Which tokens the git host and its API accept: the platform mints into it, and so may a
+    /// GitHub API stand-in, or a test that provisions tokens some other way (the file source).
     pub authority: TokenAuthority,
     pub platform: PlatformStandIn,
     pub forge: GitServer,
-    /// Which tokens the forge accepts: the platform mints into it, and so may a GitHub API
-    /// stand-in.
-    pub authority: TokenAuthority,
     pub bearer: String,
     pub workspace: String,
 }
@@ -67,7 +64,6 @@ impl Stack {
             authority,
             platform,
             forge,
-            authority,
             bearer: bearer.into(),
             workspace: workspace.into(),
         }
