@@ -23,7 +23,13 @@ pub const NAME: &str = "gh-token-refresh";
 
 /// Keeps GitHub installation tokens fresh in the cache and gh logged in.
 #[derive(Parser, Debug)]
-#[command(name = NAME, version, about, long_about = None, disable_help_subcommand = true)]
+#[command(
+    name = NAME,
+    version = molecule_credential::version::LINE,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Configuration flags; each overrides the environment variable of the same meaning.
     #[command(flatten)]
@@ -48,6 +54,12 @@ pub enum Command {
         /// Print JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Print the completion script for SHELL (the release artifacts install it)
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: molecule_credential::completions::Shell,
     },
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use gh_token_refresh::daemon::{Signals, SourceMinter};
 use gh_token_refresh::gh::Gh;
 use gh_token_refresh::{Cli, Command, Deps, NAME};
@@ -23,6 +23,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(molecule_credential::cli::print_clap_error(&e)),
     };
+    if let Some(Command::Completions { shell }) = cli.command {
+        let stdout = std::io::stdout();
+        let code = molecule_credential::completions::write(
+            shell,
+            Cli::command(),
+            NAME,
+            &mut stdout.lock(),
+        );
+        return ExitCode::from(code);
+    }
     let loaded = Config::from_env(&cli.overrides());
     if let Some(w) = logging::init(&loaded.config, Style::Timestamped) {
         tracing::warn!("{w}");
