@@ -114,12 +114,6 @@ if [ ! -x "$venv/bin/maturin" ] || [ ! -x "$venv/bin/wheel" ]; then
     "maturin==$MATURIN_VERSION" "wheel==$WHEEL_VERSION"
 fi
 
-# --- man pages: from the binaries' clap definitions, once for every target -----------------
-say "man pages (packaging/: molecule-man)"
-cargo run --quiet --locked -p molecule-packaging -- --out "$stage/man" \
-  --date "$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)" > /dev/null
-gzip -9n "$stage"/man/*.1
-
 # A static, position-independent executable: no program interpreter, no shared library.
 # (lintian rejects a static binary that is not PIE.)
 check_static() {
@@ -146,6 +140,15 @@ stage_target() {
   say "building $t (static)"
   build_env "$t"
   env "${build_env[@]}" cargo build --quiet --release --locked --target "$t" -p git-credential-molecule -p gh-token-refresh
+  if [ ! -d "$stage/man" ]; then
+    # The man pages, once: molecule-man (packaging/) renders them from the binaries' clap
+    # definitions. Built like the binaries, in a cargo run of its own (the product's build
+    # stays exactly the two packages), it reuses every dependency they compiled.
+    say "man pages (packaging/: molecule-man)"
+    env "${build_env[@]}" cargo build --quiet --release --locked --target "$t" -p molecule-packaging
+    "$bins/molecule-man" --out "$stage/man" --date "$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)" > /dev/null
+    gzip -9n "$stage"/man/*.1
+  fi
   mkdir -p "$tree/bin" "$tree/share/man/man1" "$tree/share/bash-completion/completions" \
     "$tree/share/zsh/site-functions" "$tree/share/fish/vendor_completions.d" \
     "$tree/share/doc/molecule-credential"
