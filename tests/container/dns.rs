@@ -1,16 +1,21 @@
 //! Name resolution in every build of the helper this workspace holds: a container reaches its
 //! platform by a name that only its own `/etc/hosts` knows (`host.docker.internal` is the
 //! platform's default). The helper is linked three ways (a plain `cargo build`, and the static
-//! musl or static glibc builds install.sh and the Dockerfile produce); each resolves through a
-//! different libc path, so each is run here on a cold cache against a platform stand-in reached
-//! by such a name, with a private `/etc/hosts` bind-mounted in its own mount namespace.
+//! musl or static glibc builds install.sh, release.sh and the Dockerfile produce); each
+//! resolves through a different libc path, so each is run here on a cold cache against a
+//! platform stand-in reached by such a name, with a private `/etc/hosts` bind-mounted in its
+//! own mount namespace.
+//!
+//! Then the release archive's helper in a root filesystem holding nothing but it, `/etc/hosts`
+//! and `/etc/resolv.conf` (and the bearer it reads, and its cache): no C library, no NSS
+//! module, as in a `scratch` or distroless image (DESIGN.md, "Releases").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use molecule_tests::deadline::run_within;
-use molecule_tests::{PlatformStandIn, skip};
+use molecule_tests::{DnsStandIn, PlatformStandIn, skip};
 
 use crate::support::*;
 
@@ -27,7 +32,7 @@ fn builds() -> Vec<(String, PathBuf)> {
         ("release (plain cargo build)", "release"),
         ("static musl", "x86_64-unknown-linux-musl/release"),
         (
-            "static glibc (install.sh)",
+            "static glibc (release.sh, install.sh)",
             "x86_64-unknown-linux-gnu/release",
         ),
     ] {
@@ -102,4 +107,131 @@ fn every_built_helper_reaches_the_platform_by_a_name_in_etc_hosts() {
         "one platform request per build"
     );
     report("dns", &seen);
+}
+
+const EMPTY_ROOT: &str = "dns::the_archives_helper_resolves_in_a_root_holding_nothing_else";
+
+/// Every file and directory under `root`, relative to it.
+fn tree(root: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            all.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// A cold `get` by the helper at /git-credential-molecule in `root` (`chroot`), with the
+/// platform at `url` and the cache at `cache` (inside the root). Returns (exit code, stdout,
+/// stderr).
+fn cold_get_in(root: &Path, url: &str, cache: &str) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new("chroot");
+    cmd.arg(root)
+        .args(["/git-credential-molecule", "get"])
+        .env_clear()
+        .env("HOME", "/")
+        .env("MOLECULE_TOKEN_CACHE_DIR", cache)
+        .env("CONFIGS_DIR", "/configs")
+        .env("PLATFORM_URL", url)
+        .env("MOLECULE_LOG", "warn");
+    let run = run_within(
+        &mut cmd,
+        b"protocol=https\nhost=github.com\n\n",
+        Duration::from_secs(20),
+    );
+    assert!(!run.timed_out, "the get did not finish within 20 s");
+    (run.code, run.stdout, run.stderr)
+}
+
+#[test]
+fn the_archives_helper_resolves_in_a_root_holding_nothing_else() {
+    if !molecule_tests::netns::is_inner(EMPTY_ROOT) {
+        // Outside: the artifacts need the package registries the namespace cannot reach.
+        if crate::release::available(EMPTY_ROOT) && skip::require_tools(EMPTY_ROOT, &["chroot"]) {
+            let dir = crate::release::dist().dir.display().to_string();
+            molecule_tests::netns::in_private_netns_with(
+                EMPTY_ROOT,
+                &[(crate::release::DIST_VAR, &dir)],
+            );
+        }
+        return;
+    }
+    // Inside a network namespace of its own: the resolver /etc/resolv.conf names, on
+    // 127.0.0.1:53, is this test's.
+    assert!(molecule_tests::netns::in_private_netns(EMPTY_ROOT));
+    let dist = crate::release::dist();
+    let t = tempfile::tempdir().unwrap();
+    let unpacked = dist.unpack(t.path());
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(
+        unpacked.join("bin/git-credential-molecule"),
+        root.join("git-credential-molecule"),
+    )
+    .unwrap();
+    // One name only /etc/hosts knows, one only the DNS server knows.
+    let (by_hosts, by_dns) = ("platform.molecule.test", "platform-dns.molecule.test");
+    std::fs::write(
+        root.join("etc/hosts"),
+        format!("127.0.0.1 localhost\n127.0.0.1 {by_hosts}\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    let dns = DnsStandIn::start(
+        "127.0.0.1:53".parse().unwrap(),
+        &[(by_dns, std::net::Ipv4Addr::LOCALHOST)],
+    );
+    // What the helper reads: the bearer. The caches it creates itself.
+    std::fs::create_dir(root.join("configs")).unwrap();
+    molecule_tests::write_secret(&root.join("configs/.auth_token"), "dns-bearer\n");
+    assert_eq!(
+        tree(&root),
+        [
+            "configs",
+            "configs/.auth_token",
+            "etc",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "git-credential-molecule"
+        ],
+        "the root holds no C library, no NSS module, no nsswitch.conf"
+    );
+    let platform = PlatformStandIn::local("dns-bearer");
+    let port = platform.url().rsplit(':').next().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for (name, cache) in [(by_hosts, "/cache-hosts"), (by_dns, "/cache-dns")] {
+        let (code, stdout, stderr) = cold_get_in(&root, &format!("http://{name}:{port}"), cache);
+        assert_eq!(
+            code,
+            Some(0),
+            "the archive's helper could not reach {name}: {stderr}"
+        );
+        assert!(
+            stdout.starts_with("username=x-access-token\npassword=ghs_"),
+            "it answered something else for {name}"
+        );
+        assert!(root.join(&cache[1..]).join("tokens.json").is_file());
+        seen.push(format!("{name}: {} DNS queries", dns.queries(name)));
+    }
+    assert_eq!(platform.requests(), 2);
+    assert_eq!(dns.queries(by_hosts), 0, "{by_hosts} came from /etc/hosts");
+    assert!(
+        dns.queries(by_dns) >= 1,
+        "{by_dns} came through /etc/resolv.conf"
+    );
+    report(
+        "dns-empty-root",
+        &format!(
+            "{}'s helper, a cold get in a root holding only it, /etc/hosts, /etc/resolv.conf and the bearer: reached the platform by a name only /etc/hosts knows and by one only the DNS server /etc/resolv.conf names knows ({})",
+            dist.tarball().file_name().unwrap().to_string_lossy(),
+            seen.join("; ")
+        ),
+    );
 }

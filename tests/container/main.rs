@@ -15,6 +15,7 @@
     reason = "a failed set-up step in a test should panic with its location"
 )]
 
+mod deb;
 mod dns;
 mod entrypoint;
 mod hour;
@@ -22,8 +23,11 @@ mod image;
 mod install;
 mod pod;
 mod redaction;
+mod release;
 mod respawn;
 mod runtime;
 mod soak;
 mod stack;
 mod support;
+mod template;
+mod wheel;
