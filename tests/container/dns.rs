@@ -7,15 +7,20 @@
 //! own mount namespace.
 //!
 //! Then the release archive's helper in a root filesystem holding nothing but it, `/etc/hosts`
-//! and `/etc/resolv.conf` (and the bearer it reads, and its cache): no C library, no NSS
-//! module, as in a `scratch` or distroless image (DESIGN.md, "Releases").
+//! and `/etc/resolv.conf` (and what it reads: the bearer, an App key, a CA): no C library, no
+//! NSS module, as in a `scratch` or distroless image (DESIGN.md, "Releases"). It resolves
+//! names both ways, and verifies TLS against `SSL_CERT_FILE` or the system roots of that
+//! root filesystem, refusing a server when it has neither.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use molecule_tests::deadline::run_within;
-use molecule_tests::{DnsStandIn, PlatformStandIn, skip};
+use molecule_tests::{
+    DnsStandIn, GithubApi, GithubApiOptions, Installation, OwnerKind, PlatformStandIn, TestCa,
+    TokenAuthority, skip, test_app_key_path,
+};
 
 use crate::support::*;
 
@@ -128,19 +133,33 @@ fn tree(root: &Path) -> Vec<String> {
     all
 }
 
-/// A cold `get` by the helper at /git-credential-molecule in `root` (`chroot`), with the
-/// platform at `url` and the cache at `cache` (inside the root). Returns (exit code, stdout,
-/// stderr).
-fn cold_get_in(root: &Path, url: &str, cache: &str) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new("chroot");
+/// A root filesystem in `dir` holding the release archive's helper (at /), `/etc/hosts`
+/// (`hosts`) and an `/etc/resolv.conf` naming 127.0.0.1.
+fn empty_root(dist: &crate::release::Dist, dir: &Path, hosts: &str) -> PathBuf {
+    let unpacked = dist.unpack(dir);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(
+        unpacked.join("bin/git-credential-molecule"),
+        root.join("git-credential-molecule"),
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/hosts"), hosts).unwrap();
+    std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    root
+}
+
+/// A cold `get` by the helper at /git-credential-molecule in `root` (`chroot`), with `env`
+/// beside HOME and the log level. Returns (exit code, stdout, stderr).
+fn cold_get_in(root: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    // By its path: the environment is cleared, PATH with it.
+    let mut cmd = Command::new(skip::which("chroot").expect("chroot is installed"));
     cmd.arg(root)
         .args(["/git-credential-molecule", "get"])
         .env_clear()
         .env("HOME", "/")
-        .env("MOLECULE_TOKEN_CACHE_DIR", cache)
-        .env("CONFIGS_DIR", "/configs")
-        .env("PLATFORM_URL", url)
-        .env("MOLECULE_LOG", "warn");
+        .env("MOLECULE_LOG", "warn")
+        .envs(env.iter().copied());
     let run = run_within(
         &mut cmd,
         b"protocol=https\nhost=github.com\n\n",
@@ -168,22 +187,13 @@ fn the_archives_helper_resolves_in_a_root_holding_nothing_else() {
     assert!(molecule_tests::netns::in_private_netns(EMPTY_ROOT));
     let dist = crate::release::dist();
     let t = tempfile::tempdir().unwrap();
-    let unpacked = dist.unpack(t.path());
-    let root = t.path().join("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::copy(
-        unpacked.join("bin/git-credential-molecule"),
-        root.join("git-credential-molecule"),
-    )
-    .unwrap();
     // One name only /etc/hosts knows, one only the DNS server knows.
     let (by_hosts, by_dns) = ("platform.molecule.test", "platform-dns.molecule.test");
-    std::fs::write(
-        root.join("etc/hosts"),
-        format!("127.0.0.1 localhost\n127.0.0.1 {by_hosts}\n"),
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    let root = empty_root(
+        dist,
+        t.path(),
+        &format!("127.0.0.1 localhost\n127.0.0.1 {by_hosts}\n"),
+    );
     let dns = DnsStandIn::start(
         "127.0.0.1:53".parse().unwrap(),
         &[(by_dns, std::net::Ipv4Addr::LOCALHOST)],
@@ -207,7 +217,15 @@ fn the_archives_helper_resolves_in_a_root_holding_nothing_else() {
     let port = platform.url().rsplit(':').next().unwrap().to_owned();
     let mut seen = Vec::new();
     for (name, cache) in [(by_hosts, "/cache-hosts"), (by_dns, "/cache-dns")] {
-        let (code, stdout, stderr) = cold_get_in(&root, &format!("http://{name}:{port}"), cache);
+        let url = format!("http://{name}:{port}");
+        let (code, stdout, stderr) = cold_get_in(
+            &root,
+            &[
+                ("PLATFORM_URL", &url),
+                ("CONFIGS_DIR", "/configs"),
+                ("MOLECULE_TOKEN_CACHE_DIR", cache),
+            ],
+        );
         assert_eq!(
             code,
             Some(0),
@@ -232,6 +250,105 @@ fn the_archives_helper_resolves_in_a_root_holding_nothing_else() {
             "{}'s helper, a cold get in a root holding only it, /etc/hosts, /etc/resolv.conf and the bearer: reached the platform by a name only /etc/hosts knows and by one only the DNS server /etc/resolv.conf names knows ({})",
             dist.tarball().file_name().unwrap().to_string_lossy(),
             seen.join("; ")
+        ),
+    );
+}
+
+const TLS_ROOTS: &str = "dns::the_archives_helper_verifies_tls_against_the_roots_it_is_given";
+
+#[test]
+fn the_archives_helper_verifies_tls_against_the_roots_it_is_given() {
+    if !crate::release::available(TLS_ROOTS)
+        || !skip::require_root(TLS_ROOTS)
+        || !skip::require_tools(TLS_ROOTS, &["chroot"])
+    {
+        return;
+    }
+    let dist = crate::release::dist();
+    let t = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate(t.path());
+    // The GitHub API over TLS, with a certificate for localhost from the test's own CA: the
+    // github-app source mints there.
+    let api = GithubApi::start(
+        "127.0.0.1:0".parse().unwrap(),
+        GithubApiOptions {
+            installations: vec![Installation {
+                id: 11,
+                owner: "acme".into(),
+                kind: OwnerKind::Organization,
+                repositories: vec!["app".into()],
+            }],
+            ..GithubApiOptions::default()
+        },
+        TokenAuthority::new(),
+        Some(&ca),
+    );
+    let root = empty_root(dist, t.path(), "127.0.0.1 localhost\n");
+    molecule_tests::write_secret(
+        &root.join("app.pem"),
+        std::fs::read(test_app_key_path()).unwrap(),
+    );
+    let url = format!("https://localhost:{}", api.addr().port());
+    let get = |cache: &str, extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("MOLECULE_TOKEN_SOURCE", "github-app"),
+            ("MOLECULE_GITHUB_APP_ID", "424242"),
+            ("MOLECULE_GITHUB_APP_PRIVATE_KEY_FILE", "/app.pem"),
+            ("MOLECULE_GITHUB_APP_INSTALLATION_ID", "11"),
+            ("MOLECULE_GITHUB_API_URL", &url),
+            ("MOLECULE_TOKEN_CACHE_DIR", cache),
+        ];
+        env.extend_from_slice(extra);
+        cold_get_in(&root, &env)
+    };
+    let minted = |out: &str| out.starts_with("username=x-access-token\npassword=ghs_");
+
+    // No CA anywhere in the root: no TLS at all, nothing minted.
+    let (code, stdout, no_roots) = get("/cache-none", &[]);
+    assert_ne!(
+        code,
+        Some(0),
+        "it reached a TLS server with no root to verify it"
+    );
+    assert!(stdout.is_empty(), "it answered without a verified server");
+    // Another CA in the system bundle: the server's certificate is refused.
+    let bundle = root.join("etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    let stranger = TestCa::generate(&t.path().join("stranger"));
+    std::fs::copy(stranger.ca_pem_path(), &bundle).unwrap();
+    let (code, stdout, refusal) = get("/cache-stranger", &[]);
+    assert_ne!(
+        code,
+        Some(0),
+        "it trusted a certificate no root it has signed"
+    );
+    assert!(stdout.is_empty(), "it answered without a verified server");
+    assert!(
+        refusal.to_ascii_lowercase().contains("certificate"),
+        "the refusal names the certificate: {refusal}"
+    );
+    assert!(api.issued().is_empty());
+
+    // SSL_CERT_FILE names the right CA (the bundle still holds the stranger).
+    std::fs::copy(ca.ca_pem_path(), root.join("ca.pem")).unwrap();
+    let (code, stdout, stderr) = get("/cache-env", &[("SSL_CERT_FILE", "/ca.pem")]);
+    assert_eq!(code, Some(0), "SSL_CERT_FILE: {stderr}");
+    assert!(minted(&stdout));
+    std::fs::remove_file(root.join("ca.pem")).unwrap();
+
+    // The system roots: the right CA in the bundle Debian and Alpine images keep.
+    std::fs::copy(ca.ca_pem_path(), &bundle).unwrap();
+    let (code, stdout, stderr) = get("/cache-system", &[]);
+    assert_eq!(code, Some(0), "the system roots: {stderr}");
+    assert!(minted(&stdout));
+    assert_eq!(api.issued().len(), 2);
+    report(
+        "tls-empty-root",
+        &format!(
+            "{}'s helper in a root holding only it, /etc/hosts, /etc/resolv.conf and an App key: no roots: refused (\"{}\"); another CA in /etc/ssl/certs/ca-certificates.crt: refused (\"{}\"); minted over TLS with SSL_CERT_FILE, and with the right CA in /etc/ssl/certs/ca-certificates.crt",
+            dist.tarball().file_name().unwrap().to_string_lossy(),
+            no_roots.lines().next().unwrap_or_default(),
+            refusal.lines().next().unwrap_or_default()
         ),
     );
 }
