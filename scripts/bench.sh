@@ -21,7 +21,7 @@ if [ "${1:-}" = --quick ]; then runs=30 idle=5 trials=3; fi
 # musl-gcc are installed.
 cargo build --quiet --release --locked
 bins=$root/target/release
-build="glibc (plain cargo build --release)"
+build="builds: plain cargo build --release (glibc)"
 static_args=""
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" && command -v musl-gcc >/dev/null; then
@@ -29,7 +29,7 @@ if rustup target list --installed 2>/dev/null | grep -qx "$musl" && command -v m
   CC_x86_64_unknown_linux_musl=musl-gcc cargo build --quiet --release --locked --target "$musl" \
     -p git-credential-molecule
   static_args="--static-helper $root/target/$musl/release/git-credential-molecule"
-  build="$build, and static musl beside it"
+  build="$build, static musl"
 else
   echo "bench.sh: no static musl build (rustup target add $musl; apt-get install musl-tools)" >&2
 fi
@@ -39,16 +39,17 @@ echo "bench.sh: building the release artifacts (scripts/release.sh)" >&2
 dist=$root/target/release-dist
 scripts/release.sh --allow-dirty --out "$dist" >&2
 tarball=$(find "$dist" -maxdepth 1 -name 'molecule-credential-*.tar.gz' | sort | head -n1)
-rm -rf "$dist/unpacked" && mkdir -p "$dist/unpacked"
-tar -xzf "$tarball" -C "$dist/unpacked"
-released=$(find "$dist/unpacked" -path '*/bin/git-credential-molecule')
+unpacked=$root/target/bench-released
+rm -rf "$unpacked" && mkdir -p "$unpacked"
+tar -xzf "$tarball" -C "$unpacked"
+released=$(find "$unpacked" -path '*/bin/git-credential-molecule')
 static_args="$static_args --released-helper $released"
-build="$build, and the released archive's ($(basename "$tarball" .tar.gz)) beside it"
+build="$build, the released archive's helper ($(basename "$tarball" .tar.gz))"
 cargo build --quiet --release --locked -p molecule-bench
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
-echo "Hardware: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM, Linux $(uname -r); git $(git --version | cut -d' ' -f3)$(command -v gh >/dev/null && gh --version | head -n1 | sed 's/gh version \([^ ]*\).*/, gh \1/'); $build release build; $(date -u +%Y-%m-%d)"
+echo "Hardware: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM, Linux $(uname -r); git $(git --version | cut -d' ' -f3)$(command -v gh >/dev/null && gh --version | head -n1 | sed 's/gh version \([^ ]*\).*/, gh \1/'); $build; $(date -u +%Y-%m-%d)"
 echo "Command: scripts/bench.sh $*"
 echo
 # shellcheck disable=SC2086 # static_args: flags and paths without spaces
