@@ -214,17 +214,35 @@ fn buildah_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// IDs of every container, or every image (`-a`: intermediate ones too), buildah holds.
+/// How the containers tests make are named ([`Container::create`], [`image_files`]): their
+/// owners remove them.
+const TEST_CONTAINER: &str = "molecule-test-";
+
+/// IDs of every image (`-a`: intermediate ones too), or of every container but the tests'
+/// own, buildah holds. A build's leftovers are the difference before and after it, and a test
+/// running beside the build may create a container meanwhile: that one is not a leftover.
 fn ids(what: &str) -> BTreeSet<String> {
     let args: &[&str] = if what == "containers" {
-        &["containers", "--all", "--quiet", "--notruncate"]
+        &[
+            "containers",
+            "--all",
+            "--noheading",
+            "--notruncate",
+            "--format",
+            "{{.ContainerID}} {{.ContainerName}}",
+        ]
     } else {
         &["images", "--all", "--quiet", "--no-trunc"]
     };
     buildah_ok(args)
         .lines()
-        .map(|l| l.trim().trim_start_matches("sha256:").to_owned())
-        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_none_or(|name| !name.starts_with(TEST_CONTAINER))
+        })
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|id| id.trim_start_matches("sha256:").to_owned())
         .collect()
 }
 
@@ -424,7 +442,7 @@ pub fn build_image(b: &Build) -> Image {
 /// Every regular file and link in `image`'s root filesystem, relative to it, with its mode
 /// (`buildah from` + `buildah mount`, removed after).
 pub fn image_files(image: &Image) -> Vec<(String, u32)> {
-    let name = format!("molecule-test-files-{}", std::process::id());
+    let name = format!("{TEST_CONTAINER}files-{}", std::process::id());
     let _ = buildah(&["rm", &name]);
     buildah_ok(&["from", "--pull-never", "--name", &name, &image.name]);
     let root = PathBuf::from(buildah_ok(&["mount", &name]).trim());
@@ -481,7 +499,7 @@ pub struct Container {
 impl Container {
     /// A new container from `image` (`buildah from`), its root filesystem mounted.
     pub fn create(image: &Image, name: &str) -> Container {
-        let name = format!("molecule-test-{name}-{}", std::process::id());
+        let name = format!("{TEST_CONTAINER}{name}-{}", std::process::id());
         let _ = buildah(&["rm", &name]);
         buildah_ok(&["from", "--pull-never", "--name", &name, &image.name]);
         let root = PathBuf::from(buildah_ok(&["mount", &name]).trim());
