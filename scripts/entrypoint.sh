@@ -39,11 +39,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 self="$here/$(basename "$0")"
 helper=git-credential-molecule
 daemon=gh-token-refresh
-respawn=${MOLECULE_RESPAWN:-$here/respawn.sh}
 
-[ $# -gt 0 ] || { log "usage: entrypoint.sh CMD [ARGS...]"; exit 64; }
+[ $# -gt 0 ] || { log "usage: $(basename "$0") CMD [ARGS...]"; exit 64; }
 command -v "$helper" >/dev/null || die "$helper is not on PATH"
 command -v "$daemon" >/dev/null || die "$daemon is not on PATH"
+# The respawn loop: respawn.sh beside this script in the source tree; installed by a release
+# artifact (as molecule-entrypoint), molecule-respawn on PATH.
+respawn=${MOLECULE_RESPAWN:-$here/respawn.sh}
+if [ -z "${MOLECULE_RESPAWN:-}" ] && [ ! -x "$respawn" ]; then
+  respawn=$(command -v molecule-respawn) || die "molecule-respawn is not on PATH"
+fi
 
 field() { printf '%s\n' "$1" | cut -d: -f"$2"; }
 

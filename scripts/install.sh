@@ -4,8 +4,9 @@
 #   scripts/install.sh [--prefix DIR] [--from DIR] [--static|--dynamic]
 #                      [--global|--system|--file PATH|--no-configure]
 #
-#   --prefix DIR   install into DIR/bin (default /usr/local as root, else ~/.local), and the
-#                  container scripts into DIR/lib/molecule
+#   --prefix DIR   install into DIR/bin (default /usr/local as root, else ~/.local): both
+#                  binaries, and the container scripts as molecule-entrypoint and
+#                  molecule-respawn, as every release artifact installs them
 #   --from DIR     take already built binaries from DIR instead of building
 #   --static       build static musl binaries (the default when the musl target and musl-gcc
 #                  are installed): the fastest start, ~0.5 ms less per git credential lookup
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --dynamic) link=dynamic; shift ;;
     --global|--system|--no-configure) scope=$1; shift ;;
     --file) scope=--file; scope_arg=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -66,17 +67,16 @@ if [ -z "$from" ]; then
   fi
 fi
 
-mkdir -p "$prefix/bin" "$prefix/lib/molecule"
+mkdir -p "$prefix/bin"
+# Copies beside, then renames: a running binary is never overwritten in place.
+put() { cp "$1" "$prefix/bin/.$2.new" && chmod 0755 "$prefix/bin/.$2.new" && mv -f "$prefix/bin/.$2.new" "$prefix/bin/$2"; }
 for b in $bins; do
   [ -x "$from/$b" ] || { echo "install.sh: $from/$b is missing" >&2; exit 1; }
-  # Copy beside, then rename: a running binary is never overwritten in place.
-  cp "$from/$b" "$prefix/bin/.$b.new" && chmod 0755 "$prefix/bin/.$b.new" && mv -f "$prefix/bin/.$b.new" "$prefix/bin/$b"
+  put "$from/$b" "$b"
 done
-for s in entrypoint.sh respawn.sh; do
-  cp "$root/scripts/$s" "$prefix/lib/molecule/.$s.new" && chmod 0755 "$prefix/lib/molecule/.$s.new" \
-    && mv -f "$prefix/lib/molecule/.$s.new" "$prefix/lib/molecule/$s"
-done
-echo "install.sh: installed $bins into $prefix/bin, container scripts into $prefix/lib/molecule"
+put "$root/scripts/entrypoint.sh" molecule-entrypoint
+put "$root/scripts/respawn.sh" molecule-respawn
+echo "install.sh: installed $bins, molecule-entrypoint and molecule-respawn into $prefix/bin"
 
 [ "$scope" != --no-configure ] || exit 0
 # Started by its installed path, configure registers that path: git finds the helper whatever

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's "run all tests" command: every Rust test (unit, integration with real git and
-# real gh against local servers, the shipped image built and run, the Kubernetes pod
-# simulated), shellcheck on every script, the deployment files against their validators, and
-# the demo with short-lived tokens.
+# real gh against local servers, the release artifacts built and installed, the shipped image
+# built and run, the Kubernetes pod simulated), shellcheck on every script, the deployment
+# files against their validators, and the demo with short-lived tokens.
 #
 # As root it first installs what the tests need (scripts/test-deps.txt: the one list), and
 # runs everything. As any other user it installs nothing, runs every test it can, and names
@@ -129,15 +129,23 @@ else
   skip "systemd-analyze verify" "systemd is not installed (scripts/test.sh installs it when run as root)"
 fi
 
-if is_root; then
-  # The image and pod tests put these into the image (docker/Dockerfile, prebuilt mode).
-  # Built once here, in the open; the tests then find them current. Without root those
-  # tests are skipped, and nothing needs them.
-  echo "== cargo build --release (the binaries the image tests ship) =="
-  release_started=$(date +%s)
-  cargo build --release --locked -p git-credential-molecule -p gh-token-refresh
-  echo "release build: $(( $(date +%s) - release_started ))s"
+# The release artifacts (scripts/release.sh: the archive, the .deb, the wheel, SHA256SUMS),
+# built once, in the open: the artifact tests install them, and the image and pod tests ship
+# their static binaries (docker/Dockerfile's prebuilt mode). release.sh installs its pinned
+# packaging tools on first use (into ~/.cache/molecule-release).
+echo "== scripts/release.sh (the artifacts the release, image and pod tests use) =="
+release_started=$(date +%s)
+if scripts/release.sh --allow-dirty --out "$root/target/release-dist"; then
+  export MOLECULE_RELEASE_DIST="$root/target/release-dist"
+elif is_root; then
+  echo "scripts/release.sh failed"; exit 1
+else
+  # Without root nothing is installed: release.sh needs python3-venv and the package
+  # registries for its pinned tools. The tests of the artifacts are then skipped, by name.
+  MOLECULE_RELEASE_UNAVAILABLE="scripts/release.sh failed as $(id -un) (it needs python3-venv and the package registries; scripts/test.sh as root installs what it needs)"
+  export MOLECULE_RELEASE_UNAVAILABLE
 fi
+echo "release build: $(( $(date +%s) - release_started ))s"
 
 echo "== cargo test =="
 cargo test --workspace --locked

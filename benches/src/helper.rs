@@ -143,8 +143,9 @@ fn configured_value(bed: &Bed, helper_bin: &Path) -> String {
 
 /// (a) `git credential fill` on a cache hit through each helper, round-robin: ours as
 /// `configure` writes it by default (the binary's absolute path), for the plain
-/// `cargo build --release` binary and, when given, the static one.
-pub fn git_fill(helper_bin: &Path, static_bin: Option<&Path>, runs: usize) -> FillResult {
+/// `cargo build --release` binary and each of `others` (a peer name, and another build of the
+/// helper: the released one, a static musl one).
+pub fn git_fill(helper_bin: &Path, others: &[(&'static str, &Path)], runs: usize) -> FillResult {
     let bed = Bed::new(None);
     bed.warm();
     let store = bed.store_file();
@@ -196,9 +197,9 @@ pub fn git_fill(helper_bin: &Path, static_bin: Option<&Path>, runs: usize) -> Fi
         name: "ours, as configured",
         helper: configured_value(&bed, helper_bin),
     });
-    if let Some(bin) = static_bin {
+    for (name, bin) in others {
         peers.push(Peer {
-            name: "ours, static build, as configured",
+            name,
             helper: configured_value(&bed, bin),
         });
     }

@@ -36,9 +36,13 @@ struct Args {
     /// The daemon binary to measure
     #[arg(long)]
     daemon: PathBuf,
-    /// A static build of the helper (what install.sh and the Dockerfile ship), measured beside
+    /// A static musl build of the helper (what install.sh and the Dockerfile build when musl is
+    /// installed), measured beside
     #[arg(long)]
     static_helper: Option<PathBuf>,
+    /// The helper from the release archive (scripts/release.sh), measured beside
+    #[arg(long)]
+    released_helper: Option<PathBuf>,
     /// Runs per latency measurement
     #[arg(long, default_value_t = 300)]
     runs: usize,
@@ -86,6 +90,36 @@ fn main() {
         .static_helper
         .as_deref()
         .map(|s| installed(install_dir.path(), s, "static/git-credential-molecule"));
+    // The archive it came from names the release: molecule-credential-VERSION-TARGET/bin/….
+    let released_name = a.released_helper.as_deref().and_then(|p| {
+        Some(
+            p.parent()?
+                .parent()?
+                .file_name()?
+                .to_string_lossy()
+                .into_owned(),
+        )
+    });
+    a.released_helper = a
+        .released_helper
+        .as_deref()
+        .map(|s| installed(install_dir.path(), s, "released/git-credential-molecule"));
+    // Other builds, measured beside the plain one in (a) and (b): (peer name, row label, path).
+    let mut others: Vec<(&'static str, String, PathBuf)> = Vec::new();
+    if let (Some(bin), Some(name)) = (&a.released_helper, &released_name) {
+        others.push((
+            "ours, released, as configured",
+            format!("… the released binary ({name}, scripts/release.sh)"),
+            bin.clone(),
+        ));
+    }
+    if let Some(bin) = &a.static_helper {
+        others.push((
+            "ours, static musl, as configured",
+            "… the static musl build (install.sh, the Dockerfile)".to_owned(),
+            bin.clone(),
+        ));
+    }
     let mut rows = Vec::new();
     let mut row = |id, what: String, ours: String, peer: String, target, met| {
         rows.push(Row {
@@ -99,7 +133,9 @@ fn main() {
     };
 
     eprintln_progress("(a) git credential fill through each helper");
-    let fill = helper::git_fill(&a.helper, a.static_helper.as_deref(), a.runs);
+    let fill_others: Vec<(&'static str, &std::path::Path)> =
+        others.iter().map(|(n, _, p)| (*n, p.as_path())).collect();
+    let fill = helper::git_fill(&a.helper, &fill_others, a.runs);
     let store = fill
         .get("git credential-store")
         .expect("store is always measured");
@@ -130,14 +166,15 @@ fn main() {
         "≤ 1.0× store",
         Some(abs <= store),
     );
-    if let Some(st) = fill.get("ours, static build, as configured") {
+    for (peer, label, _) in &others {
+        let t = fill.get(peer).expect("measured");
         row(
             "a",
-            "… the static musl build (install.sh, the Dockerfile)".into(),
+            label.clone(),
             format!(
                 "{} ({:.2}× store)",
-                ms(st),
-                st.as_secs_f64() / store.as_secs_f64()
+                ms(t),
+                t.as_secs_f64() / store.as_secs_f64()
             ),
             String::new(),
             "(for reference)",
@@ -171,11 +208,11 @@ fn main() {
         "≤ 1 ms",
         Some(d.ours <= Duration::from_millis(1)),
     );
-    if let Some(bin) = &a.static_helper {
+    for (_, label, bin) in &others {
         let s = helper::direct(bin, a.runs);
         row(
             "b",
-            "… the static musl build".into(),
+            label.clone(),
             ms(s.ours),
             format!("/bin/true {} in the same run", ms(s.truth)),
             "(for reference)",

@@ -41,13 +41,86 @@ fn agent_on_stdin() -> String {
 /// The image's health check, run as Docker runs it: in the container, as the container's
 /// user (root), with the container's environment, bounded by the check's own timeout.
 fn health(container: &Container, image: &Image) -> (i32, String) {
-    let hc = &image.config.healthcheck;
+    let hc = image
+        .config
+        .healthcheck
+        .as_ref()
+        .expect("the agent image has a HEALTHCHECK");
     let argv: Vec<&str> = hc.command.iter().map(String::as_str).collect();
     let out = container.exec(&argv, None, &[], hc.timeout);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// A container of an agent image, started the way `docker run -i -e … -v … IMAGE <
+/// agent.sh` starts it: the image's own `Entrypoint` and `Cmd` (bash, reading the agent from
+/// stdin) as PID 1, as root so the entrypoint's root half runs, with the image's `Env`, the
+/// deployment's variables and a stale `GH_TOKEN`. The agent is uid 1000 (the shipped image's,
+/// and any template image's here).
+pub struct AgentContainer {
+    pub container: Container,
+    pub results: Results,
+    pub pid1: u32,
+    pub started: Instant,
+}
+
+/// Starts `image` as an [`AgentContainer`] named `name`, against `stack`, with its volumes
+/// under `dir`: the platform bearer (read-only), the CA, and a directory the agent reports
+/// into.
+pub fn start_agent(image: &Image, stack: &Stack, dir: &Path, name: &str) -> AgentContainer {
+    let mut container = Container::create(image, name);
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    // The agent's alone, as the helper requires of a secret file: readable by nobody else.
+    molecule_tests::write_secret(&configs.join(".auth_token"), format!("{}\n", stack.bearer));
+    std::os::unix::fs::chown(configs.join(".auth_token"), Some(1000), Some(1000)).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(1000), Some(1000)).unwrap();
+    let secrets = Mount {
+        host: configs,
+        path: "/configs".into(),
+        read_only: true,
+    };
+    let run_env = stack.deployment_env(Path::new(CA));
+    start_as_docker_run(
+        &mut container,
+        image,
+        stack,
+        secrets,
+        &out,
+        run_env,
+        agent_on_stdin(),
+    );
+    let started = Instant::now();
+    let pid1 = container.wait_pid1();
+    AgentContainer {
+        container,
+        results: Results::new(&out),
+        pid1,
+        started,
+    }
+}
+
+impl AgentContainer {
+    /// "An hour, compressed": five rotations and more, with git and `gh api /user` working
+    /// without a failure. Returns the rotations.
+    pub fn work_through_the_hour(&self, stack: &Stack, what: &str) -> u64 {
+        let log = || self.container.log();
+        let first_mint = stack.platform.minted();
+        assert!(
+            work_until(&self.results, Duration::from_secs(120), what, &log, || {
+                stack.platform.minted() >= first_mint + 5 && self.results.count("gh api") >= 5
+            }),
+            "not enough rotations {what}: {} minted\n{}\n{}",
+            stack.platform.minted() - first_mint,
+            self.results.text(),
+            log()
+        );
+        stack.platform.minted() - first_mint
+    }
 }
 
 #[test]
@@ -57,56 +130,18 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
     };
     let t = tempfile::tempdir().unwrap();
     let stack = Stack::start(t.path(), "bearer-image", "ws-image");
-    let mut container = Container::create(&image, "image");
+    let agent = start_agent(&image, &stack, t.path(), "image");
+    // The hour: five rotations and more, every operation succeeding.
+    let rotations = agent.work_through_the_hour(&stack, "in the image");
+    let AgentContainer {
+        mut container,
+        results,
+        pid1,
+        started,
+    } = agent;
     let root = container.root.clone();
-
-    // The volumes `docker run -v` would give: the platform bearer (read-only), the CA, and
-    // a directory the agent reports into (the image's agent is uid 1000).
-    let configs = t.path().join("configs");
-    std::fs::create_dir_all(&configs).unwrap();
-    // The agent's alone, as the helper requires of a secret file: readable by nobody else.
-    molecule_tests::write_secret(&configs.join(".auth_token"), "bearer-image\n");
-    std::os::unix::fs::chown(configs.join(".auth_token"), Some(1000), Some(1000)).unwrap();
-    let out = t.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    std::os::unix::fs::chown(&out, Some(1000), Some(1000)).unwrap();
-    let results = Results::new(&out);
-    let secrets = Mount {
-        host: configs,
-        path: "/configs".into(),
-        read_only: true,
-    };
-    let run_env = stack.deployment_env(Path::new(CA));
-    start_as_docker_run(
-        &mut container,
-        &image,
-        &stack,
-        secrets,
-        &out,
-        run_env,
-        agent_on_stdin(),
-    );
-    let started = Instant::now();
-    let pid1 = container.wait_pid1();
     let log_path = container.log_path();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-
-    // The hour: five rotations and more, every operation succeeding.
-    let first_mint = stack.platform.minted();
-    assert!(
-        work_until(
-            &results,
-            Duration::from_secs(120),
-            "in the image",
-            &log,
-            || { stack.platform.minted() >= first_mint + 5 && results.count("gh api") >= 5 }
-        ),
-        "not enough rotations in the image: {} minted\n{}\n{}",
-        stack.platform.minted() - first_mint,
-        results.text(),
-        log()
-    );
-    let rotations = stack.platform.minted() - first_mint;
 
     // What ran is what the image ships: its git (Debian's), its gh, configured as root by
     // the entrypoint's root half, and PID 1 is the image's tini.
@@ -256,8 +291,8 @@ fn the_shipped_image_keeps_git_and_gh_working_as_pid_1() {
              {revoked}",
             image.build_report,
             TOKEN_VARIABLES.join("/"),
-            image.config.healthcheck.command.join(" "),
-            image.config.healthcheck.timeout,
+            image.config.healthcheck.as_ref().unwrap().command.join(" "),
+            image.config.healthcheck.as_ref().unwrap().timeout,
             healthy.trim(),
             unhealthy.trim(),
             crate::stack::MARGIN_SECS,

@@ -1,5 +1,6 @@
-//! scripts/install.sh: installs both binaries and the container scripts, configures git, and
-//! changes nothing when run again.
+//! scripts/install.sh: installs both binaries and the container scripts (as
+//! `molecule-entrypoint` and `molecule-respawn`, the names every release artifact installs),
+//! configures git, and changes nothing when run again.
 
 use std::process::Command;
 
@@ -31,15 +32,13 @@ fn installs_and_configures_idempotently() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    for b in ["git-credential-molecule", "gh-token-refresh"] {
+    for b in [
+        "git-credential-molecule",
+        "gh-token-refresh",
+        "molecule-entrypoint",
+        "molecule-respawn",
+    ] {
         assert_eq!(owner_mode(&prefix.join("bin").join(b)).1, 0o755, "{b}");
-    }
-    for s in ["entrypoint.sh", "respawn.sh"] {
-        assert_eq!(
-            owner_mode(&prefix.join("lib/molecule").join(s)).1,
-            0o755,
-            "{s}"
-        );
     }
     // The installed path is registered (configure's default), though prefix/bin is not on
     // PATH: git finds the helper whatever its caller's PATH.

@@ -18,6 +18,7 @@
     reason = "a failed set-up step in a test should panic with its location"
 )]
 
+mod deb;
 mod dns;
 mod entrypoint;
 mod file_source;
@@ -28,6 +29,7 @@ mod install;
 mod pod;
 mod recipes;
 mod redaction;
+mod release;
 mod respawn;
 mod runtime;
 mod secret_volume;
@@ -35,3 +37,5 @@ mod sinks;
 mod soak;
 mod stack;
 mod support;
+mod template;
+mod wheel;

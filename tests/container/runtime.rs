@@ -68,7 +68,8 @@ pub struct ImageConfig {
     pub env: Vec<(String, String)>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
-    pub healthcheck: Healthcheck,
+    /// `None` for an image without a `HEALTHCHECK` (a template image, the binaries stage).
+    pub healthcheck: Option<Healthcheck>,
 }
 
 /// The image's `HEALTHCHECK`.
@@ -97,8 +98,9 @@ impl ImageConfig {
         let hc = &config["Healthcheck"];
         let test = strings(&hc["Test"]);
         let command = match test.first().map(String::as_str) {
-            Some("CMD") => test[1..].to_vec(),
-            Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1].clone()],
+            None => None,
+            Some("CMD") => Some(test[1..].to_vec()),
+            Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), test[1].clone()]),
             other => panic!("the image has no usable HEALTHCHECK (Test starts with {other:?})"),
         };
         let nanos = |v: &serde_json::Value| Duration::from_nanos(v.as_u64().unwrap_or(0));
@@ -106,10 +108,10 @@ impl ImageConfig {
             env,
             entrypoint: strings(&config["Entrypoint"]),
             cmd: strings(&config["Cmd"]),
-            healthcheck: Healthcheck {
+            healthcheck: command.map(|command| Healthcheck {
                 command,
                 timeout: nanos(&hc["Timeout"]),
-            },
+            }),
         }
     }
 
@@ -151,7 +153,13 @@ const IMAGE_VAR: &str = "MOLECULE_TEST_IMAGE";
 const BUILD_REPORT_VAR: &str = "MOLECULE_TEST_IMAGE_BUILD";
 
 /// The agent image for `test`, which runs in a private network namespace (the stand-ins
-/// own port 443 there). The build needs Debian's mirror, which that namespace cannot
+/// own port 443 there): docker/Dockerfile as shipped, see [`image_in_netns`].
+pub fn agent_image_in_netns(test: &str) -> Option<Image> {
+    image_in_netns(test, agent_image)
+}
+
+/// The image `build` makes (given a tag derived from `test`), for `test`, which runs in a
+/// private network namespace. The build needs Debian's mirror, which that namespace cannot
 /// reach, so the outer run builds it, runs the test inside, and removes it after:
 ///
 /// ```ignore
@@ -160,7 +168,7 @@ const BUILD_REPORT_VAR: &str = "MOLECULE_TEST_IMAGE_BUILD";
 /// ```
 ///
 /// `None` in the outer run (after the inner run passed), or when `test` is skipped.
-pub fn agent_image_in_netns(test: &str) -> Option<Image> {
+pub fn image_in_netns(test: &str, build: impl FnOnce(&str) -> Image) -> Option<Image> {
     if molecule_tests::netns::is_inner(test) {
         let name = molecule_credential::config::process_env(IMAGE_VAR)
             .expect("the outer run names the image");
@@ -180,7 +188,7 @@ pub fn agent_image_in_netns(test: &str) -> Option<Image> {
         return None;
     }
     let tag = test.rsplit("::").next().unwrap_or(test).replace('_', "-");
-    let image = build_agent_image(&tag);
+    let image = build(&tag);
     molecule_tests::netns::in_private_netns_with(
         test,
         &[
@@ -206,17 +214,35 @@ fn buildah_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// IDs of every container, or every image (`-a`: intermediate ones too), buildah holds.
+/// How the containers tests make are named ([`Container::create`], [`image_files`]): their
+/// owners remove them.
+const TEST_CONTAINER: &str = "molecule-test-";
+
+/// IDs of every image (`-a`: intermediate ones too), or of every container but the tests'
+/// own, buildah holds. A build's leftovers are the difference before and after it, and a test
+/// running beside the build may create a container meanwhile: that one is not a leftover.
 fn ids(what: &str) -> BTreeSet<String> {
     let args: &[&str] = if what == "containers" {
-        &["containers", "--all", "--quiet", "--notruncate"]
+        &[
+            "containers",
+            "--all",
+            "--noheading",
+            "--notruncate",
+            "--format",
+            "{{.ContainerID}} {{.ContainerName}}",
+        ]
     } else {
         &["images", "--all", "--quiet", "--no-trunc"]
     };
     buildah_ok(args)
         .lines()
-        .map(|l| l.trim().trim_start_matches("sha256:").to_owned())
-        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_none_or(|name| !name.starts_with(TEST_CONTAINER))
+        })
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|id| id.trim_start_matches("sha256:").to_owned())
         .collect()
 }
 
@@ -239,55 +265,57 @@ fn build_lock() -> BuildLock {
     }
 }
 
-/// Release binaries for the image's `prebuilt` mode. scripts/test.sh builds them before
-/// `cargo test`; then this is a no-op that proves them current.
-fn ensure_release_binaries() {
-    run_ok(
-        Command::new(env!("CARGO")).current_dir(root()).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "git-credential-molecule",
-            "-p",
-            "gh-token-refresh",
-        ]),
-        Duration::from_secs(1800),
-    );
-}
-
-/// Makes `debian:bookworm-slim` a local image, from the cached tarball (or a new one).
-fn ensure_base() -> String {
+/// Debian 12's minimal root filesystem as a tarball (mmdebstrap, from Debian's packages),
+/// kept in [`CACHE_DIR`] and built again when a week old. Returns its path and, when it had
+/// to be built, how long that took. Call with the build lock held.
+fn base_tarball() -> (PathBuf, Option<Duration>) {
     let tarball = Path::new(CACHE_DIR).join("bookworm-minbase.tar");
     let age = std::fs::metadata(&tarball)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok());
-    let mut note = String::new();
-    if age.is_none_or(|a| a > BASE_MAX_AGE) {
-        let started = Instant::now();
-        let partial = tarball.with_extension("tar.partial");
-        // Left by an interrupted run: a file, or a directory mmdebstrap began to fill.
-        let _ = std::fs::remove_file(&partial);
-        let _ = std::fs::remove_dir_all(&partial);
-        run_ok(
-            Command::new(tool("mmdebstrap"))
-                .args([
-                    "--variant=minbase",
-                    "--include=ca-certificates",
-                    "--format=tar",
-                    "bookworm",
-                ])
-                .arg(&partial),
-            Duration::from_secs(600),
-        );
-        std::fs::rename(&partial, &tarball).unwrap();
-        let _ = buildah(&["rmi", "--force", BASE_IMAGE]);
-        note = format!(
-            "base: mmdebstrap bookworm (minbase) in {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
+    if age.is_some_and(|a| a <= BASE_MAX_AGE) {
+        return (tarball, None);
     }
+    let started = Instant::now();
+    let partial = tarball.with_extension("tar.partial");
+    // Left by an interrupted run: a file, or a directory mmdebstrap began to fill.
+    let _ = std::fs::remove_file(&partial);
+    let _ = std::fs::remove_dir_all(&partial);
+    run_ok(
+        Command::new(tool("mmdebstrap"))
+            .args([
+                "--variant=minbase",
+                "--include=ca-certificates",
+                "--format=tar",
+                "bookworm",
+            ])
+            .arg(&partial),
+        Duration::from_secs(600),
+    );
+    std::fs::rename(&partial, &tarball).unwrap();
+    let _ = buildah(&["rmi", "--force", BASE_IMAGE]);
+    (tarball, Some(started.elapsed()))
+}
+
+/// The cached Debian root filesystem's tarball, for a test that unpacks it (built if
+/// missing, under the build lock).
+pub fn debian_root_tarball() -> PathBuf {
+    let _lock = build_lock();
+    base_tarball().0
+}
+
+/// Makes `debian:bookworm-slim` a local image, from the cached tarball (or a new one).
+fn ensure_base() -> String {
+    let (tarball, built) = base_tarball();
+    let mut note = built
+        .map(|took| {
+            format!(
+                "base: mmdebstrap bookworm (minbase) in {:.1}s",
+                took.as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
     if !buildah(&["inspect", "--type", "image", BASE_IMAGE])
         .status
         .success()
@@ -309,30 +337,64 @@ fn ensure_base() -> String {
     note
 }
 
-/// Builds docker/Dockerfile as shipped, with `MOLECULE_BINARIES=prebuilt`.
-fn build_agent_image(tag: &str) -> Image {
+/// docker/Dockerfile as shipped, with `MOLECULE_BINARIES=prebuilt`: the release's static
+/// binaries (scripts/release.sh, see `crate::release`).
+pub fn agent_image(tag: &str) -> Image {
+    let prebuilt = crate::release::dist().prebuilt_dir();
+    build_image(&Build {
+        dockerfile: &root().join("docker/Dockerfile"),
+        context: &root(),
+        stage: None,
+        args: &[
+            ("MOLECULE_BINARIES", "prebuilt"),
+            ("MOLECULE_PREBUILT_DIR", &prebuilt),
+        ],
+        tag: &format!("molecule-agent-test:{tag}"),
+    })
+}
+
+/// What `buildah bud` builds.
+pub struct Build<'a> {
+    pub dockerfile: &'a Path,
+    pub context: &'a Path,
+    /// `--target`: the stage to build (`None`: the last).
+    pub stage: Option<&'a str>,
+    pub args: &'a [(&'a str, &'a str)],
+    /// `NAME:TAG` under localhost/; the process id is appended, so runs never collide.
+    pub tag: &'a str,
+}
+
+/// Builds an image as a runtime without a daemon does: `buildah bud --isolation chroot
+/// --pull=never --format docker`, `FROM debian:bookworm-slim` resolving to the local base.
+/// One build at a time; what the build leaves behind besides the image is removed.
+pub fn build_image(b: &Build) -> Image {
     let _lock = build_lock();
-    ensure_release_binaries();
     let base = ensure_base();
     let (containers_before, images_before) = (ids("containers"), ids("images"));
-    let name = format!("localhost/molecule-agent-test:{tag}-{}", std::process::id());
+    let name = format!("localhost/{}-{}", b.tag, std::process::id());
+    let mut argv: Vec<String> = [
+        "bud",
+        "--isolation",
+        "chroot",
+        "--pull=never",
+        "--format",
+        "docker",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (k, v) in b.args {
+        argv.extend(["--build-arg".into(), format!("{k}={v}")]);
+    }
+    if let Some(stage) = b.stage {
+        argv.extend(["--target".into(), stage.to_owned()]);
+    }
+    argv.extend(["-f".into(), b.dockerfile.display().to_string()]);
+    argv.extend(["-t".into(), name.clone(), ".".into()]);
     let started = Instant::now();
     let out = output_within(
-        Command::new(tool("buildah")).current_dir(root()).args([
-            "bud",
-            "--isolation",
-            "chroot",
-            "--pull=never",
-            "--format",
-            "docker",
-            "--build-arg",
-            "MOLECULE_BINARIES=prebuilt",
-            "-f",
-            "docker/Dockerfile",
-            "-t",
-            &name,
-            ".",
-        ]),
+        Command::new(tool("buildah"))
+            .current_dir(b.context)
+            .args(&argv),
         Duration::from_secs(900),
     );
     let took = started.elapsed();
@@ -364,16 +426,44 @@ fn build_agent_image(tag: &str) -> Image {
         .lines()
         .filter(|l| l.contains("STEP ") || l.contains("COMMIT"))
         .collect();
+    let shown = argv[..argv.len() - 3].join(" ");
     Image {
         owned: true,
         config: ImageConfig::from_inspect(&inspect),
         build_report: format!(
-            "{base}\nbuildah bud --isolation chroot --pull=never --format docker --build-arg MOLECULE_BINARIES=prebuilt -f docker/Dockerfile: {:.1}s\n  {}",
+            "{base}\nbuildah {shown}: {:.1}s\n  {}",
             took.as_secs_f64(),
             steps.join("\n  ")
         ),
         name,
     }
+}
+
+/// Every regular file and link in `image`'s root filesystem, relative to it, with its mode
+/// (`buildah from` + `buildah mount`, removed after).
+pub fn image_files(image: &Image) -> Vec<(String, u32)> {
+    let name = format!("{TEST_CONTAINER}files-{}", std::process::id());
+    let _ = buildah(&["rm", &name]);
+    buildah_ok(&["from", "--pull-never", "--name", &name, &image.name]);
+    let root = PathBuf::from(buildah_ok(&["mount", &name]).trim());
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(&root).unwrap().display().to_string();
+                files.push((rel, meta.permissions().mode() & 0o7777));
+            }
+        }
+    }
+    let _ = buildah(&["umount", &name]);
+    let _ = buildah(&["rm", &name]);
+    files.sort();
+    files
 }
 
 /// A bind mount: `host` at `path` inside the container.
@@ -409,7 +499,7 @@ pub struct Container {
 impl Container {
     /// A new container from `image` (`buildah from`), its root filesystem mounted.
     pub fn create(image: &Image, name: &str) -> Container {
-        let name = format!("molecule-test-{name}-{}", std::process::id());
+        let name = format!("{TEST_CONTAINER}{name}-{}", std::process::id());
         let _ = buildah(&["rm", &name]);
         buildah_ok(&["from", "--pull-never", "--name", &name, &image.name]);
         let root = PathBuf::from(buildah_ok(&["mount", &name]).trim());

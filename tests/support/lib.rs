@@ -9,6 +9,7 @@
 //!   skewable clock, installation discovery and scoped installation tokens.
 //! - [`platform`]: the token platform that mints installation tokens, with fault injection.
 //! - [`netns`]: runs one test in its own network namespace, so it may own port 443.
+//! - [`dns`]: a DNS server answering `A` queries for chosen names, for `/etc/resolv.conf`.
 //! - [`prometheus`]: a real Prometheus server scraping a target on loopback, and its query
 //!   API.
 //! - [`deadline`]: every child under a deadline, and a guard that kills it on drop.
@@ -24,6 +25,7 @@
 
 pub mod authority;
 pub mod deadline;
+pub mod dns;
 pub mod flags;
 pub mod ghe;
 pub mod git_server;
@@ -40,6 +42,7 @@ pub mod table;
 pub mod tls;
 
 pub use authority::{Issued, TokenAuthority, owner_scoped_rule};
+pub use dns::DnsStandIn;
 pub use ghe::GheServer;
 pub use git_server::{GitServer, init_bare_repo};
 pub use github_api::{

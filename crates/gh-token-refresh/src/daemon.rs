@@ -191,10 +191,7 @@ struct Publisher<'a> {
 /// What this build says about itself in `molecule_build_info`.
 pub const BUILD: Build = Build {
     version: env!("CARGO_PKG_VERSION"),
-    commit: match option_env!("MOLECULE_BUILD_COMMIT") {
-        Some(c) => c,
-        None => "unknown",
-    },
+    commit: molecule_credential::version::COMMIT,
 };
 
 impl<M: Minter, D: Dice, A: Alarm> Daemon<M, D, A> {

@@ -33,7 +33,13 @@ pub const NAME: &str = "gh-token-refresh";
 
 /// Keeps GitHub installation tokens fresh in the cache and gh logged in.
 #[derive(Parser, Debug)]
-#[command(name = NAME, version, about, long_about = None, disable_help_subcommand = true)]
+#[command(
+    name = NAME,
+    version = molecule_credential::version::LINE,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Configuration flags; each overrides the environment variable of the same meaning.
     #[command(flatten)]
@@ -66,6 +72,12 @@ pub enum Command {
     /// Print the daemon's Prometheus metrics, read from daemon.status.json and the cache (no
     /// source configuration, no network): for one-shot setups, cron and probes
     Metrics,
+    /// Print the completion script for SHELL (the release artifacts install it)
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: molecule_credential::completions::Shell,
+    },
 }
 
 impl Cli {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use gh_token_refresh::daemon::{Signals, SourceMinter};
 use gh_token_refresh::gh::Gh;
 use gh_token_refresh::health::Scope;
@@ -29,6 +29,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(molecule_credential::cli::print_clap_error(&e)),
     };
+    if let Some(Command::Completions { shell }) = cli.command {
+        let stdout = std::io::stdout();
+        let code = molecule_credential::completions::write(
+            shell,
+            Cli::command(),
+            NAME,
+            &mut stdout.lock(),
+        );
+        return ExitCode::from(code);
+    }
     let loaded = Config::from_env(&cli.flags());
     if let Some(w) = logging::init(&loaded.config, Style::Timestamped) {
         tracing::warn!("{w}");
@@ -57,7 +67,8 @@ fn main() -> ExitCode {
                 &mut stdout.lock(),
             ));
         }
-        None => {}
+        // Completions were printed before any configuration was read.
+        Some(Command::Completions { .. }) | None => {}
     }
     // One thread: the daemon spends its life asleep, and a single-threaded runtime parks in
     // one epoll_wait until the next timer, alarm or signal. File work goes to the blocking

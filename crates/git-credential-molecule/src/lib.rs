@@ -12,8 +12,9 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use molecule_credential::cli::ConfigArgs;
+use molecule_credential::completions::{self, Shell};
 use molecule_credential::config::Config;
 use molecule_credential::logging::{self, Style, redact};
 use molecule_credential::{Class, Error};
@@ -31,7 +32,13 @@ pub const NAME: &str = "git-credential-molecule";
 
 /// git credential helper serving fresh GitHub installation tokens.
 #[derive(Parser, Debug)]
-#[command(name = NAME, version, about, long_about = None, disable_help_subcommand = true)]
+#[command(
+    name = NAME,
+    version = molecule_credential::version::LINE,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Configuration flags; each overrides the environment variable of the same meaning.
     #[command(flatten)]
@@ -62,6 +69,12 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Check the setup end to end; name the command that fixes each problem
     Doctor(doctor::Args),
+    /// Print the completion script for SHELL (the release artifacts install it)
+    #[command(hide = true)]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: Shell,
+    },
     /// Any other action git may send in the future: ignored, as git asks
     #[command(external_subcommand)]
     Other(Vec<OsString>),
@@ -196,6 +209,9 @@ pub fn run(
         Command::Token(args) => commands::token(config, &args, stdout, is_terminal),
         Command::Exec(args) => exec::run(config, &args),
         Command::Doctor(args) => doctor::run(config, &args, stdout),
+        Command::Completions { shell } => {
+            Ok(completions::write(shell, Cli::command(), NAME, stdout))
+        }
     }
 }
 

@@ -24,7 +24,8 @@
 //! - [`clock`]: injected time and RFC 3339. [`child`]: child processes with deadlines.
 //!   [`gh`]: how gh is run so that it reads its stored login. [`output`]: the formats a
 //!   token is printed in for tools that do not ask git (`token --format`, the daemon's sinks).
-//!   `cli` (feature): flags shared by both binaries.
+//!   `cli` (feature): flags shared by both binaries; `completions` (feature): their shell
+//!   completion scripts. [`version`]: what `--version` prints.
 //!
 //! The helper's cache-hit path uses only `config`, `protocol`, `route`, `store`, `cache` and
 //! `secret`: no async runtime, no HTTP client and no TLS configuration is built unless a token
@@ -42,6 +43,8 @@ pub mod child;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "cli")]
+pub mod completions;
 pub mod config;
 pub mod error;
 pub mod fallback;
@@ -63,6 +66,7 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod token;
+pub mod version;
 
 pub use error::{Class, Error, Result};
 pub use secret::Secret;
