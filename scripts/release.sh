@@ -139,7 +139,11 @@ stage_target() {
   tree=$stage/$name
   say "building $t (static)"
   build_env "$t"
-  env "${build_env[@]}" cargo build --quiet --release --locked --target "$t" -p git-credential-molecule -p gh-token-refresh
+  # Each binary in a cargo run of its own, so that its dependencies' features are its own:
+  # built together, the helper would get the daemon's (hyper's server, for the metrics
+  # listener), and maturin, which builds the helper alone, would build other bytes.
+  env "${build_env[@]}" cargo build --quiet --release --locked --target "$t" -p git-credential-molecule
+  env "${build_env[@]}" cargo build --quiet --release --locked --target "$t" -p gh-token-refresh
   if [ ! -d "$stage/man" ]; then
     # The man pages, once: molecule-man (packaging/) renders them from the binaries' clap
     # definitions. Built like the binaries, in a cargo run of its own (the product's build
