@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use molecule_tests::deadline::run_within;
 use molecule_tests::{
-    DnsStandIn, GithubApi, GithubApiOptions, Installation, OwnerKind, PlatformStandIn, TestCa,
-    TokenAuthority, skip, test_app_key_path,
+    DnsStandIn, GithubApi, GithubApiOptions, PlatformStandIn, TestCa, TokenAuthority, skip,
+    test_app_key_path,
 };
 
 use crate::support::*;
@@ -271,15 +271,7 @@ fn the_archives_helper_verifies_tls_against_the_roots_it_is_given() {
     // github-app source mints there.
     let api = GithubApi::start(
         "127.0.0.1:0".parse().unwrap(),
-        GithubApiOptions {
-            installations: vec![Installation {
-                id: 11,
-                owner: "acme".into(),
-                kind: OwnerKind::Organization,
-                repositories: vec!["app".into()],
-            }],
-            ..GithubApiOptions::default()
-        },
+        GithubApiOptions::one_org(11, "acme", &["app"]),
         TokenAuthority::new(),
         Some(&ca),
     );

@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use molecule_tests::Fault;
-use molecule_tests::github_api::{
-    GithubApi, GithubApiOptions, Installation, OwnerKind, test_app_key_path,
-};
+use molecule_tests::github_api::{GithubApi, GithubApiOptions, test_app_key_path};
 
 use crate::runtime::{Container, Image, Mount, Run, agent_image_in_netns};
 use crate::stack::{AGENT_LOOP, Results, STALE, Stack, TTL, cached_expiry, work_until};
@@ -373,15 +371,7 @@ fn revoke_on_exit_reaches_github_before_pid_1_exits(
 ) -> String {
     let api = GithubApi::start(
         "127.0.0.1:0".parse().unwrap(),
-        GithubApiOptions {
-            installations: vec![Installation {
-                id: 11,
-                owner: "acme".into(),
-                kind: OwnerKind::Organization,
-                repositories: vec!["app".into()],
-            }],
-            ..GithubApiOptions::default()
-        },
+        GithubApiOptions::one_org(11, "acme", &["app"]),
         stack.authority.clone(),
         None,
     );

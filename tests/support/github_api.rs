@@ -192,6 +192,22 @@ pub struct GithubApiOptions {
     pub clock_skew: time::Duration,
 }
 
+impl GithubApiOptions {
+    /// The defaults with one installation: organisation `owner` as installation `id`, on
+    /// `repositories` (empty: all of them). What most tests of the App source need.
+    pub fn one_org(id: u64, owner: &str, repositories: &[&str]) -> Self {
+        GithubApiOptions {
+            installations: vec![Installation {
+                id,
+                owner: owner.into(),
+                kind: OwnerKind::Organization,
+                repositories: repositories.iter().map(|r| (*r).to_owned()).collect(),
+            }],
+            ..GithubApiOptions::default()
+        }
+    }
+}
+
 impl Default for GithubApiOptions {
     /// App 424242 with the test key, no installations, one-hour tokens, api.github.com
     /// paths, and a clock in step with the machine's.

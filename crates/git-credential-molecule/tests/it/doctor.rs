@@ -11,9 +11,7 @@ use base64::Engine;
 use httpmock::MockServer;
 use molecule_tests::TokenAuthority;
 use molecule_tests::gitcmd;
-use molecule_tests::github_api::{
-    GithubApi, GithubApiOptions, Installation, OwnerKind, test_app_key_path,
-};
+use molecule_tests::github_api::{GithubApi, GithubApiOptions, test_app_key_path};
 
 use crate::support::{BIN, Sandbox, in_secs, long_token};
 
@@ -38,15 +36,7 @@ fn finding<'a>(report: &'a serde_json::Value, check: &str) -> Vec<&'a serde_json
 fn doctor_names_each_problem_and_its_fix() {
     let api = GithubApi::start(
         "127.0.0.1:0".parse().unwrap(),
-        GithubApiOptions {
-            installations: vec![Installation {
-                id: 7,
-                owner: "acme".into(),
-                kind: OwnerKind::Organization,
-                repositories: vec![],
-            }],
-            ..GithubApiOptions::default()
-        },
+        GithubApiOptions::one_org(7, "acme", &[]),
         TokenAuthority::new(),
         None,
     );

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use molecule_tests::github_api::{
-    APP_CLIENT_ID, GithubApi, GithubApiOptions, Installation, OwnerKind, test_app_key_path,
-};
+use molecule_tests::github_api::{APP_CLIENT_ID, GithubApi, GithubApiOptions, test_app_key_path};
 use molecule_tests::{TokenAuthority, skip};
 
 use crate::support::{Run, Sandbox};
@@ -25,15 +23,7 @@ const KEY_UID: u32 = 4_242;
 fn api(authority: &TokenAuthority) -> GithubApi {
     GithubApi::start(
         "127.0.0.1:0".parse().unwrap(),
-        GithubApiOptions {
-            installations: vec![Installation {
-                id: 11,
-                owner: "acme".into(),
-                kind: OwnerKind::Organization,
-                repositories: vec![],
-            }],
-            ..GithubApiOptions::default()
-        },
+        GithubApiOptions::one_org(11, "acme", &[]),
         authority.clone(),
         None,
     )
